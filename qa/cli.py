@@ -1,0 +1,148 @@
+"""The ``qa`` command: a thin skin over the Python API.
+
+``--json`` prints exactly ``dataclasses.asdict`` of the results; without it the
+output is for people. User mistakes print one line to stderr and exit 2;
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qa import __version__
+
+if TYPE_CHECKING:
+    from qa.answering import Answer
+    from qa.index import Index
+    from qa.retrieval import Hit
+
+DEFAULT_INDEX = "indexes/default"
+DEFAULT_SOURCES = "seeds"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qa",
+        description="Semantic search and question answering over articles, with sources.",
+        epilog='Start with: qa ask "who mediated Turkey-Israel?"  (builds the seed index on first use)',
+    )
+    parser.add_argument("--version", action="version", version=f"qa {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})")
+        sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes on stderr")
+
+    index = commands.add_parser("index", help="build an index from files and folders of articles")
+    index.add_argument("paths", nargs="+", metavar="PATH", help=".txt/.md/.html/.jsonl files or folders")
+    index.add_argument("--model", default=None, help="bundled model name or local sentence-transformers folder")
+    common(index)
+
+    search = commands.add_parser("search", help="the passages that best match a query")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of passages (default: 5)")
+    search.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    common(search)
+
+    ask = commands.add_parser("ask", help="answer a question with its source")
+    ask.add_argument("question")
+    ask.add_argument("-k", type=int, default=5, help="passages to read (default: 5)")
+    ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    common(ask)
+    return parser
+
+
+def _open_index(args: argparse.Namespace) -> Index:
+    from qa.index import build_index, load_index
+
+    folder = Path(args.index)
+    if not folder.exists() and args.index == DEFAULT_INDEX:
+        if not args.quiet:
+            print(f"qa: no index yet; building {folder} from {DEFAULT_SOURCES}/ ...", file=sys.stderr)
+        return build_index([DEFAULT_SOURCES], folder, progress=not args.quiet)
+    return load_index(folder)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from qa.index import build_index
+
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {"model": args.model} if args.model else {}
+    index = build_index(args.paths, args.index, progress=not args.quiet, **kwargs)
+    documents = len({p.source.doc_id for p in index.passages})
+    print(f"indexed {len(index)} passages from {documents} documents into {args.index} "
+          f"in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    hits = _open_index(args).search(args.query, k=args.k)
+    if args.json:
+        print(json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2))
+    else:
+        for hit in hits:
+            print(_describe(hit))
+        if not hits:
+            print("no passages")
+    return 0
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    answer = _open_index(args).ask(args.question, k=args.k)
+    if args.json:
+        print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
+    else:
+        print(_describe_answer(answer))
+    return 0
+
+
+def _describe(hit: Hit, marker: tuple[int, int] | None = None) -> str:
+    s = hit.source
+    text = hit.text
+    if marker:
+        text = f"{text[: marker[0]]}[{text[marker[0] : marker[1]]}]{text[marker[1] :]}"
+    where = " · ".join(x for x in (s.publisher, s.title, f"paragraph {s.paragraph}") if x)
+    return f"{hit.rank}. ({hit.score:.3f}) {where}\n   {s.path}:{s.char_start}-{s.char_end}\n   {text}\n"
+
+
+def _describe_answer(answer: Answer) -> str:
+    if answer.text is None:
+        lines = [f"No answer found in the corpus (confidence {answer.confidence:.2f}). Closest passages:", ""]
+    else:
+        lines = [f"Answer: {answer.text}  (confidence {answer.confidence:.2f})", ""]
+    for i, hit in enumerate(answer.evidence):
+        lines.append(_describe(hit, answer.span if i == 0 and answer.text is not None else None))
+    return "\n".join(lines).rstrip()
+
+
+COMMANDS = {"index": _cmd_index, "search": _cmd_search, "ask": _cmd_ask}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``qa`` command; returns the exit code."""
+    from qa.errors import QAError
+
+    args = _parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        try:
+            return COMMANDS[args.command](args)
+        except QAError as exc:
+            print(f"qa: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("qa: interrupted", file=sys.stderr)
+            return 130
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    print(f"qa: warning: {message}", file=sys.stderr)
