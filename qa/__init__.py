@@ -34,7 +34,23 @@ _EXPORTS = {
     "ModelNotFoundError": "qa.errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "Answer",
+    "Embedder",
+    "Hit",
+    "Index",
+    "IndexLoadError",
+    "InputError",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "Passage",
+    "QAError",
+    "Source",
+    "__version__",
+    "build_index",
+    "load_index",
+    "load_passages",
+]
 
 if TYPE_CHECKING:
     from qa.answering import Answer

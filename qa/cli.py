@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})")
+        sub.add_argument(
+            "--index", default=DEFAULT_INDEX, metavar="DIR", help=f"index folder (default: {DEFAULT_INDEX})"
+        )
         sub.add_argument("--quiet", "-q", action="store_true", help="no progress bars or notes on stderr")
 
     index = commands.add_parser("index", help="build an index from files and folders of articles")
@@ -57,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("-k", type=int, default=5, help="passages to read (default: 5)")
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
     common(ask)
+
+    from qa.evaluation import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -123,7 +129,13 @@ def _describe_answer(answer: Answer) -> str:
     return "\n".join(lines).rstrip()
 
 
-COMMANDS = {"index": _cmd_index, "search": _cmd_search, "ask": _cmd_ask}
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from qa.evaluation import run_eval
+
+    return run_eval(args)
+
+
+COMMANDS = {"index": _cmd_index, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

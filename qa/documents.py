@@ -102,10 +102,9 @@ class _Article:
 
 
 _ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st mt gen col lt sgt capt gov sen rep rev hon pres
-    inc ltd co corp bros vs etc al fig no nos vol pp ed eds jan feb mar apr jun jul
-    aug sep sept oct nov dec u.s u.k u.n e.g i.e a.m p.m approx dept est
-    """.split()
+    "mr mrs ms dr prof sr jr st mt gen col lt sgt capt gov sen rep rev hon pres inc ltd co corp bros vs etc al "
+    "fig no nos vol pp ed eds jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k u.n e.g i.e a.m p.m "
+    "approx dept est".split(" ")
 )
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and
 # whitespace, when the next sentence starts with an upper-case letter, digit or
@@ -541,7 +540,8 @@ def _read_text(path: Path) -> str | None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        warnings.warn(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}), skipped; re-save it as UTF-8", stacklevel=3)
+        reason = f"{exc.reason} at byte {exc.start}"
+        warnings.warn(f"{path}: not UTF-8 ({reason}), skipped; re-save it as UTF-8", stacklevel=3)
         return None
     # Keep offsets identical to open(path, encoding="utf-8").read(): universal
     # newlines turn \r\n into \n, and a BOM stays as U+FEFF.

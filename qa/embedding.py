@@ -122,8 +122,16 @@ class SentenceTransformerEmbedder:
                 _offline()
                 path = resolve_model_path(self._name)
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
 
-                self._model = SentenceTransformer(str(path), device=self._device)
+                # A "Loading weights" bar on every start is noise, not progress.
+                was_enabled = hf_logging.is_progress_bar_enabled()
+                hf_logging.disable_progress_bar()
+                try:
+                    self._model = SentenceTransformer(str(path), device=self._device)
+                finally:
+                    if was_enabled:
+                        hf_logging.enable_progress_bar()
             return self._model
 
     @property
@@ -136,7 +144,7 @@ class SentenceTransformerEmbedder:
     def max_tokens(self) -> int:
         # all-MiniLM-L6-v2 truncates at 256 but was trained on 128: quality
         # drops beyond what it saw in training, so windows stop there.
-        return min(int(self.model.max_seq_length), 128)
+        return min(int(self.model.max_seq_length or 128), 128)
 
     def count_tokens(self, text: str) -> int:
         return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])

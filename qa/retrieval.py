@@ -77,7 +77,7 @@ def search(index: Index, queries: Sequence[str], k: int = 5, *, mode: str | None
 
 
 def _hits(index: Index, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
-    hits = []
+    hits: list[Hit] = []
     for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
         if row < 0:  # FAISS pads with -1 when it has fewer than k results
             continue
