@@ -1,0 +1,43 @@
+# Two commands for a brand-new machine with Python 3.11:
+#   make demo   set up .venv, build the seed index, ask the design question
+#   make test   set up .venv, lint, type-check, run the tests
+# Both are idempotent; a second run only redoes what changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+QUESTION ?= who mediated Turkey-Israel?
+
+# Models come from PyPI packages; nothing may reach a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install demo test lint notebooks bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: an unpinned torch (pulled in by sentence-transformers)
+# would be a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev,notebooks]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/qa index seeds --quiet
+	$(BIN)/qa ask "$(QUESTION)"
+
+lint: install
+	$(BIN)/ruff check qa tests benchmarks scripts notebooks/*.py
+	$(BIN)/mypy qa
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) indexes/default .pytest_cache .mypy_cache .ruff_cache
