@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint notebooks bench clean
+.PHONY: install demo test lint notebooks notebooks-clean clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(BIN)/python:
 # would be a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,notebooks]"
+	$(BIN)/pip install --quiet -e ".[dev,notebooks,milvus,milvus-server]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +38,14 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# Run both notebooks in place, headless, with this venv's kernel (outputs stay local).
+notebooks: install
+	$(BIN)/python notebooks/build_notebooks.py --execute
+
+# Rewrite the notebooks from their generator, without outputs: run before committing.
+notebooks-clean: install
+	$(BIN)/python notebooks/build_notebooks.py
 
 clean:
 	rm -rf $(VENV) indexes/default .pytest_cache .mypy_cache .ruff_cache

