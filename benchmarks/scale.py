@@ -92,7 +92,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="passages (default 1M)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--sigma", type=float, default=0.3, help="noise scale relative to a unit vector")
-    parser.add_argument("--types", default="flat,hnsw,ivf-sq8,ivf-pq")
+    parser.add_argument(
+        "--types", default="flat,hnsw,ivf-sq8,ivf-pq", help="comma-separated; use ';' between FAISS factory strings"
+    )
     args = parser.parse_args()
 
     import faiss
@@ -118,7 +120,7 @@ def main() -> None:
     print(f"exact top-10 for {len(queries)} queries in {time.perf_counter() - t:.1f}s (all threads)\n")
 
     rows: list[dict[str, Any]] = []
-    for name in args.types.split(","):
+    for name in args.types.split(";" if ";" in args.types else ","):
         spec = resolve_index_type(name, args.n, corpus.shape[1])
         faiss.omp_set_num_threads(os.cpu_count() or 1)
         t = time.perf_counter()
@@ -133,7 +135,7 @@ def main() -> None:
             variants += [("ef_search=64", {"ef_search": 64}), ("ef_search=512", {"ef_search": 512})]
         if "nprobe" in spec["params"]:
             variants += [("nprobe=8", {"nprobe": 8}), ("nprobe=64", {"nprobe": 64}), ("no rerank", {"k_factor": 1})]
-            variants += [("k_factor=50", {"k_factor": 50}), ("nprobe=64 k_factor=50", {"nprobe": 64, "k_factor": 50})]
+            variants += [("k_factor=10", {"k_factor": 10}), ("nprobe=64 k_factor=100", {"nprobe": 64, "k_factor": 100})]
         faiss.omp_set_num_threads(1)  # single-query latency on one core
         for label, knobs in variants:
             index.dense_search(queries[:5], 10, **knobs)  # warm up

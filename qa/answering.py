@@ -22,11 +22,11 @@ from qa.retrieval import Hit
 
 if TYPE_CHECKING:
     from qa.index import Index
-    from qa.reader import Reader
+    from qa.reader import Reader, Span
 
 # How many of the retrieved passages the reader reads. More finds answers that
 # retrieval ranked lower, at ~30 ms per extra passage (benchmarks/latency.py).
-READ_PASSAGES = 3
+READ_PASSAGES = 5
 ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
@@ -104,6 +104,29 @@ def answer(
     return read(question, hits, reader=reader, embedder=index.embedder)
 
 
+def candidate_features(
+    question: str,
+    hits: Sequence[Hit],
+    *,
+    reader: Reader | None = None,
+    embedder: Embedder | None = None,
+) -> list[tuple[Span, tuple[float, float, float]]]:
+    """The reader's spans over ``hits``, each with the inputs of `confidence`:
+    (span score, cosine of the question and the span's passage, best such cosine)."""
+    if not hits:
+        return []
+    if reader is None:
+        from qa.reader import default_reader
+
+        reader = default_reader()
+    embedder = get_embedder(embedder)
+    vectors = embedder.encode([question, *(h.text for h in hits)])
+    cosines = (vectors[1:] @ vectors[0]).astype(float)
+    max_cosine = float(cosines.max())
+    spans = reader.read(question, [h.text for h in hits], cosines.tolist(), top_n=ALTERNATIVES + 1)
+    return [(s, (s.score, float(cosines[s.passage_index]), max_cosine)) for s in spans]
+
+
 def read(
     question: str,
     hits: Sequence[Hit],
@@ -125,20 +148,9 @@ def read(
     hits = tuple(hits)
     if not hits:
         return Answer(question, None, 0.0, None, ())
-    if reader is None:
-        from qa.reader import default_reader
-
-        reader = default_reader()
-    embedder = get_embedder(embedder)
     read_hits = hits[:passages]
-    vectors = embedder.encode([question, *(h.text for h in read_hits)])
-    cosines = (vectors[1:] @ vectors[0]).astype(float)
-    max_cosine = float(cosines.max())
-    spans = reader.read(question, [h.text for h in read_hits], cosines.tolist(), top_n=ALTERNATIVES + 1)
-    scored = sorted(
-        ((confidence(s.score, float(cosines[s.passage_index]), max_cosine), s) for s in spans),
-        key=lambda pair: -pair[0],
-    )
+    candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder)
+    scored = sorted(((confidence(*features), s) for s, features in candidates), key=lambda pair: -pair[0])
     if not scored:
         return Answer(question, None, 0.0, None, hits)
     best_confidence, best = scored[0]

@@ -22,8 +22,8 @@ from qa import __version__
 if TYPE_CHECKING:
     from qa.answering import Answer
     from qa.filters import Filters
-    from qa.index import Index
     from qa.retrieval import Hit
+    from qa.store import Store
 
 DEFAULT_INDEX = "indexes/default"
 DEFAULT_SOURCES = "seeds"
@@ -91,15 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_index(args: argparse.Namespace) -> Index:
+def _open_index(args: argparse.Namespace) -> Store:
     from qa.index import build_index, load_index
 
-    folder = Path(args.index)
-    if not folder.exists() and args.index == DEFAULT_INDEX:
+    if args.index == DEFAULT_INDEX and not Path(args.index).exists():
         if not args.quiet:
-            print(f"qa: no index yet; building {folder} from {DEFAULT_SOURCES}/ ...", file=sys.stderr)
-        return build_index([DEFAULT_SOURCES], folder, progress=not args.quiet)
-    return load_index(folder)
+            print(f"qa: no index yet; building {args.index} from {DEFAULT_SOURCES}/ ...", file=sys.stderr)
+        return build_index([DEFAULT_SOURCES], args.index, progress=not args.quiet)
+    # A string, not a Path: Path would fold "milvus://host" into "milvus:/host".
+    return load_index(args.index)
 
 
 def _cmd_index(args: argparse.Namespace) -> int:

@@ -455,7 +455,7 @@ def eval_index(
 
     from qa.embedding import DEFAULT_MODEL, get_embedder
     from qa.errors import QAError
-    from qa.index import build_index, load_index
+    from qa.index import build_faiss_index, load_faiss_index
 
     if dataset.articles is None:
         raise InputError(f"{dataset.name} has no corpus; evaluate it against an index with --index")
@@ -470,12 +470,12 @@ def eval_index(
         key = _passage_key(passages)
         if index_dir is not None and (Path(index_dir) / "manifest.json").exists():
             try:
-                cached = load_index(index_dir, model=embedder)
+                cached = load_faiss_index(index_dir, model=embedder)
                 if _passage_key(cached.passages) == key:
                     return cached
             except QAError:
                 pass  # stale or from another model: rebuild below
-        index = build_index([corpus], None, model=embedder, progress=progress)
+        index = build_faiss_index([corpus], None, model=embedder, progress=progress)
     index.manifest["sources"] = [f"{dataset.description}: {Path(dataset.data_path).name} sha256 {dataset.data_sha256}"]
     if index_dir is not None:
         index.save(index_dir)
@@ -994,9 +994,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise InputError(f"unknown data set {name!r}; choose squad, scifact, or a .jsonl file of questions")
     say = (lambda _msg: None) if args.quiet or args.json else (lambda msg: print(f"qa: {msg}", file=sys.stderr))
     if dataset.articles is None:
-        from qa.index import load_index
+        from qa.index import load_faiss_index
+        from qa.store import is_milvus_target
 
-        index = load_index(args.index or "indexes/default")
+        if is_milvus_target(args.index):
+            raise InputError("qa eval needs a FAISS index folder: it compares the bm25 and hybrid modes Milvus lacks")
+        index = load_faiss_index(args.index or "indexes/default")
     else:
         full = limit_docs is None
         folder = None if args.no_cache or not full else Path(args.index or default_index_dir(name, model))

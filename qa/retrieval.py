@@ -163,13 +163,13 @@ def _fused(
     index: Index, query: str, vector: np.ndarray, k: int, rows: np.ndarray | None, mode: str, knobs: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
-    dense_scores, dense_rows = index.dense_search(vector[None, :], max(k, POOL), rows, **knobs)
-    bm25_scores, bm25_rows = index.lexical_search([query], max(k, POOL), rows)
+    _, dense_rows = index.dense_search(vector[None, :], max(k, POOL), rows, **knobs)
+    _, bm25_rows = index.lexical_search([query], max(k, POOL), rows)
     dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]
     if mode == "rrf":
         fused = fusion.rrf([dense_rows.tolist(), bm25_rows.tolist()])
-        order = sorted(fused, key=lambda row: (-fused[row], row))[:k]
-        return np.array([fused[r] for r in order], dtype=np.float32), np.array(order, dtype=np.int64)
+        best = sorted(fused, key=lambda row: (-fused[row], row))[:k]
+        return np.array([fused[r] for r in best], dtype=np.float32), np.array(best, dtype=np.int64)
     candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
     dense = index.passage_vectors(candidates) @ vector
     bm25 = index.lexical.scores(query)[candidates] if index.lexical is not None else np.zeros(len(candidates))

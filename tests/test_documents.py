@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from tests.conftest import SEED
 
 def _slices_match(passages: list) -> None:  # type: ignore[type-arg]
     for p in passages:
-        text = open(p.source.path, encoding="utf-8").read()
+        text = Path(p.source.path).read_text(encoding="utf-8")
         assert text[p.source.char_start : p.source.char_end] == p.text
 
 
@@ -40,7 +41,8 @@ def test_seed_passages_slice_the_file_exactly(seed_dir: Path) -> None:
 def test_plain_txt_blank_line_paragraphs_and_short_title(tmp_path: Path) -> None:
     f = tmp_path / "story.txt"
     f.write_text(
-        "Storm closes ports\n\nHeavy rain hit the coast on Monday.\nPorts were shut.\n\n\nOfficials said trade resumes Friday.\n",
+        "Storm closes ports\n\nHeavy rain hit the coast on Monday.\nPorts were shut.\n\n\n"
+        "Officials said trade resumes Friday.\n",
         encoding="utf-8",
     )
     passages = load_passages(f)
@@ -144,7 +146,7 @@ def test_long_paragraph_becomes_overlapping_sentence_windows(tmp_path: Path) -> 
     # Nothing is cut off: every sentence is inside some window, windows overlap.
     for s in sentences:
         assert any(s in p.text for p in passages)
-    for a, b in zip(passages, passages[1:], strict=False):
+    for a, b in itertools.pairwise(passages):
         assert b.source.char_start < a.source.char_end
     _slices_match(passages)
 

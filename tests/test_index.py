@@ -32,7 +32,7 @@ def test_faiss_results_equal_numpy_brute_force(tmp_path: Path, fake_embedder: Ha
     index = qa.build_index(_corpus(tmp_path), None, model=fake_embedder, progress=False)
     vectors = index.vectors
     queries = ["harbour election", "vaccine drought word3", "budget", "festival wildfire word9"]
-    for query, hits in zip(queries, index.search_batch(queries, k=10), strict=True):
+    for query, hits in zip(queries, index.search_batch(queries, k=10, mode="dense"), strict=True):
         scores = vectors @ fake_embedder.encode([query])[0]
         order = np.argsort(-scores, kind="stable")[:10]
         assert [h.score for h in hits] == pytest.approx(scores[order].tolist(), abs=1e-5)
