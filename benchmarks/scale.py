@@ -81,9 +81,8 @@ def make_index(vectors: np.ndarray, ann: Any, spec: dict[str, Any]) -> Any:
     index.manifest = {}
     index.last_update = None
     index._knobs = {}
-    index._sentence_cache = {}
     ids = np.arange(len(vectors), dtype=np.int64)
-    index._set_state([None] * len(vectors), vectors, ids, ann, spec, None, vectors.shape[1])
+    index._set_state([None] * len(vectors), vectors, ids, ann, spec, None, vectors.shape[1], None)
     return index
 
 

@@ -80,11 +80,14 @@ if TYPE_CHECKING:
     from qa.lexical import BM25
 
 FORMAT = "qa-index"
-FORMAT_VERSION = 1
+# 2: sentence vectors stored with flat indexes (version 1 embedded them lazily at query time).
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 VECTORS = "vectors.faiss"
 EXACT_VECTORS = "vectors.npy"
 PASSAGES = "passages.jsonl"
+SENTENCE_VECTORS = "sentences.npy"
+SENTENCE_OFFSETS = "sentence_offsets.npy"
 LEXICAL_DIR = "bm25"
 DEFAULT_INDEX = "indexes/default"
 
@@ -156,6 +159,64 @@ class UpdateReport:
             f"{self.added} added, {self.updated} updated, {self.removed} removed, {self.unchanged} unchanged "
             f"documents; {self.embedded} passages embedded; {self.passages} passages in the index"
         )
+
+
+@dataclass(frozen=True)
+class SentenceVectors:
+    """The vectors of every sentence of the multi-sentence passages, passage by passage.
+
+    Row ``r``'s sentences are ``vectors[offsets[r]:offsets[r + 1]]``, in text order; a
+    one-sentence passage has none stored (its passage vector is its sentence's vector).
+    float16: it halves the memory of the biggest array in the index, and the best-sentence
+    signal is a ranking feature, for which 3 significant digits are plenty.
+    """
+
+    offsets: np.ndarray
+    vectors: np.ndarray
+
+    def block(self, row: int) -> np.ndarray:
+        return np.asarray(self.vectors[self.offsets[row] : self.offsets[row + 1]])
+
+    @classmethod
+    def embed(
+        cls,
+        passages: Sequence[Passage],
+        embedder: Embedder,
+        dim: int,
+        *,
+        known: Mapping[str, np.ndarray] | None = None,
+        progress: bool = False,
+        batch_size: int = 64,
+    ) -> SentenceVectors:
+        """Embed the sentences of ``passages``; ``known`` maps passage text → its sentence block to reuse.
+
+        The model is touched only when some sentence is new (so removing documents needs no model).
+        """
+        from qa.documents import split_sentences
+
+        known = known or {}
+        blocks: list[np.ndarray | list[str]] = []
+        for p in passages:
+            reused = known.get(p.text)
+            if reused is not None:
+                blocks.append(reused)
+                continue
+            spans = split_sentences(p.text)
+            blocks.append([p.text[a:b] for a, b in spans] if len(spans) > 1 else [])
+        fresh = list(dict.fromkeys(t for b in blocks if isinstance(b, list) for t in b))
+        encoded = embedder.encode(fresh, batch_size=batch_size, progress=progress) if fresh else np.zeros((0, dim))
+        at = {t: i for i, t in enumerate(fresh)}
+        parts = [
+            encoded[[at[t] for t in b]].reshape(-1, dim) if isinstance(b, list) else b.reshape(-1, dim) for b in blocks
+        ]
+        offsets = np.zeros(len(passages) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(x) for x in parts])
+        vectors = np.concatenate(parts).astype(np.float16) if parts else np.zeros((0, dim), dtype=np.float16)
+        return cls(offsets, vectors)
+
+    def by_text(self, passages: Sequence[Passage]) -> dict[str, np.ndarray]:
+        """Passage text → its sentence block, for reuse by `embed` after an update."""
+        return {p.text: self.block(row) for row, p in enumerate(passages)}
 
 
 # ---------------------------------------------------------------------------
@@ -308,8 +369,12 @@ class Index:
         manifest: dict[str, Any] | None = None,
         index_type: str | None = "flat",
         lexical: BM25 | None = None,
+        sentences: SentenceVectors | None = None,
     ) -> None:
         """Hold ``passages`` and their ``vectors`` (row i is passage i) in an index of ``index_type``.
+
+        Without ``sentences`` (see `SentenceVectors.embed`) hybrid search scores each passage's
+        best sentence by the passage vector.
 
         Raises:
             ValueError: the counts differ, or two passages share an id.
@@ -324,9 +389,9 @@ class Index:
         self.manifest: dict[str, Any] = manifest or {}
         self.last_update: UpdateReport | None = None
         self._knobs: dict[str, Any] = {}
-        self._sentence_cache: dict[str, np.ndarray] = {}
         ids = _ids_of(passages)
-        self._set_state(list(passages), vectors, ids, _ann_or_none(vectors, ids, spec), spec, lexical, dim)
+        ann = _ann_or_none(vectors, ids, spec)
+        self._set_state(list(passages), vectors, ids, ann, spec, lexical, dim, sentences)
 
     def _set_state(
         self,
@@ -337,8 +402,11 @@ class Index:
         spec: dict[str, Any],
         lexical: BM25 | None,
         dim: int,
+        sentences: SentenceVectors | None,
     ) -> None:
         """Replace the whole state at once, so a failed update leaves the previous state untouched."""
+        if sentences is not None and len(sentences.offsets) != len(passages) + 1:
+            raise ValueError(f"sentence vectors for {len(sentences.offsets) - 1} passages, not {len(passages)}")
         order = np.argsort(ids, kind="stable")
         if len(ids) and np.any(ids[order][1:] == ids[order][:-1]):
             raise ValueError("duplicate passage ids; every passage needs a distinct id")
@@ -350,6 +418,7 @@ class Index:
         self._faiss = ann
         self._spec = spec
         self._lexical = lexical
+        self._sentences = sentences
         self._groups: dict[tuple[str, ...], list[int]] | None = None
         if ann is not None and spec["type"] == "flat":
             # Flat FAISS already holds the vectors in row order: view them instead of keeping a copy.
@@ -410,8 +479,8 @@ class Index:
     def best_sentence_scores(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each row, the best cosine between ``vector`` and one sentence of that passage.
 
-        Sentence vectors are embedded on first need and kept in memory, keyed by sentence
-        text (so they survive updates); a one-sentence passage reuses its passage vector.
+        A one-sentence passage, or any passage of an index without sentence vectors
+        (approximate types; see `build_faiss_index`), scores its passage vector.
 
         Args:
             vector: one ``(dim,)`` query vector.
@@ -420,24 +489,19 @@ class Index:
         Returns:
             float32 array of shape ``(len(rows),)``.
         """
-        from qa.documents import split_sentences
-
-        cache = self._sentence_cache
         rows = np.asarray(rows, dtype=np.int64)
-        spans = [split_sentences(self.passages[r].text) for r in rows.tolist()]
-        texts = [[self.passages[r].text[a:b] for a, b in s] for r, s in zip(rows.tolist(), spans, strict=True)]
-        for row, sentences in zip(rows.tolist(), texts, strict=True):
-            if len(sentences) <= 1 and self.passages[row].text not in cache:
-                cache[self.passages[row].text] = np.asarray(self._vectors[row], dtype=np.float32)
-        missing = list(dict.fromkeys(t for sentences in texts for t in sentences if t not in cache))
-        if missing:
-            for text, v in zip(missing, self.embedder.encode(missing, progress=False), strict=True):
-                cache[text] = v
-        out = np.empty(len(rows), dtype=np.float32)
-        for i, (row, sentences) in enumerate(zip(rows.tolist(), texts, strict=True)):
-            keys = sentences or [self.passages[row].text]
-            out[i] = max(float(cache[t] @ vector) for t in keys)
-        return out
+        out = self.passage_vectors(rows) @ np.asarray(vector, dtype=np.float32)
+        if self._sentences is None or not len(rows):
+            return out.astype(np.float32)
+        starts, stops = self._sentences.offsets[rows], self._sentences.offsets[rows + 1]
+        has = np.flatnonzero(stops > starts)
+        if len(has):
+            counts = stops[has] - starts[has]
+            # One gather + one matrix product for all candidates' sentences, then a max per passage.
+            take = np.repeat(starts[has] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            sims = np.asarray(self._sentences.vectors[take], dtype=np.float32) @ vector
+            out[has] = np.maximum.reduceat(sims, np.cumsum(counts) - counts)
+        return out.astype(np.float32)
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         vectors = self.embedder.encode(list(queries), progress=False)
@@ -738,7 +802,14 @@ class Index:
     def _adopt(self, other: Index) -> None:
         self.manifest = other.manifest
         self._set_state(
-            other.passages, other._vectors, other._ids, other._faiss, other._spec, other._lexical, other._dim
+            other.passages,
+            other._vectors,
+            other._ids,
+            other._faiss,
+            other._spec,
+            other._lexical,
+            other._dim,
+            other._sentences,
         )
 
     def _apply(
@@ -791,8 +862,15 @@ class Index:
             a.text == b.text for a, b in zip(passages, self.passages, strict=True)
         )
         lexical = self._lexical if same_texts else (_build_lexical(passages) if passages else None)
+        if not _keeps_sentences(spec):
+            sentences = None
+        elif same_texts and self._sentences is not None:
+            sentences = self._sentences
+        else:
+            known = self._sentences.by_text(self.passages) if self._sentences is not None else None
+            sentences = SentenceVectors.embed(passages, self.embedder, self._dim, known=known, batch_size=batch_size)
         report = _report(self.passages, passages, len(fresh))
-        new_state = (passages, vectors, ids, ann, spec, lexical, self._dim)
+        new_state = (passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
         if self.path is not None:
             _pause()
             self.manifest = self._write_state(self.path, sources, *new_state)
@@ -834,7 +912,17 @@ class Index:
         folder = Path(path)
         folder.parent.mkdir(parents=True, exist_ok=True)
         sources = list(self.manifest.get("sources") or [])
-        state = (sources, self.passages, self._vectors, self._ids, self._faiss, self._spec, self.lexical, self._dim)
+        state = (
+            sources,
+            self.passages,
+            self._vectors,
+            self._ids,
+            self._faiss,
+            self._spec,
+            self.lexical,
+            self._dim,
+            self._sentences,
+        )
         with _lock(folder):
             if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).exists():
                 raise InputError(
@@ -872,6 +960,7 @@ class Index:
         spec: dict[str, Any],
         lexical: BM25 | None,
         dim: int,
+        sentences: SentenceVectors | None,
     ) -> dict[str, Any]:
         """Write one complete generation into ``folder`` and commit it; return the new manifest."""
         generation = f"gen-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
@@ -891,6 +980,10 @@ class Index:
                 for p in passages:
                     out.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
             names.append(PASSAGES)
+            if sentences is not None:
+                np.save(gen_dir / SENTENCE_OFFSETS, sentences.offsets.astype(np.int64), allow_pickle=False)
+                np.save(gen_dir / SENTENCE_VECTORS, np.asarray(sentences.vectors, np.float16), allow_pickle=False)
+                names += [SENTENCE_OFFSETS, SENTENCE_VECTORS]
             _pause()
             if lexical is not None:
                 (gen_dir / LEXICAL_DIR).mkdir()
@@ -954,6 +1047,12 @@ def _ids_of(passages: Sequence[Passage]) -> np.ndarray:
 
 def _ann_or_none(vectors: np.ndarray, ids: np.ndarray, spec: dict[str, Any]) -> Any:
     return build_ann(vectors, ids, spec) if len(ids) else None
+
+
+def _keeps_sentences(spec: dict[str, Any]) -> bool:
+    # Sentence vectors hold ~4x as many vectors as the passages: worth it for exact indexes (at
+    # most AUTO_FLAT_MAX passages unless asked), too much memory for the approximate ones.
+    return spec["type"] == "flat"
 
 
 def _build_lexical(passages: Sequence[Passage]) -> BM25:
@@ -1187,6 +1286,9 @@ def build_faiss_index(
     unique = embedder.encode(texts, batch_size=batch_size, progress=progress)
     row = {t: i for i, t in enumerate(texts)}
     vectors = unique[[row[p.text] for p in passages]]
+    dim = int(unique.shape[1])
+    spec = resolve_index_type(index_type, len(passages), dim)
+    sentences = SentenceVectors.embed(passages, embedder, dim, progress=progress) if _keeps_sentences(spec) else None
     index = Index(
         passages,
         vectors,
@@ -1194,6 +1296,7 @@ def build_faiss_index(
         manifest={"sources": [str(p) for p in paths]},
         index_type=index_type or "auto",
         lexical=_build_lexical(passages),
+        sentences=sentences,
     )
     index.last_update = _report([], passages, len(texts))
     if index_dir is not None:
@@ -1342,14 +1445,21 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
         lexical = BM25.load(gen_dir / LEXICAL_DIR)
         if len(lexical) != count:
             raise IndexLoadError(f"{gen_dir / LEXICAL_DIR} holds {len(lexical)} documents, not {count}; {rebuild}")
+    sentences = None
+    if f"{generation}/{SENTENCE_OFFSETS}" in files:
+        offsets = np.load(gen_dir / SENTENCE_OFFSETS, allow_pickle=False)
+        # Memory-mapped like the exact vectors: a query reads only its candidates' sentences.
+        sentence_vectors = np.load(gen_dir / SENTENCE_VECTORS, mmap_mode="r", allow_pickle=False)
+        if offsets.shape != (count + 1,) or int(offsets[-1]) != len(sentence_vectors):
+            raise IndexLoadError(f"{gen_dir / SENTENCE_OFFSETS} does not fit {count} passages; {rebuild}")
+        sentences = SentenceVectors(offsets, sentence_vectors)
     index = Index.__new__(Index)
     index.embedder = embedder
     index.path = folder
     index.manifest = manifest
     index.last_update = None
     index._knobs = {}
-    index._sentence_cache = {}
-    index._set_state(passages, vectors, ids, ann, spec, lexical, dim)
+    index._set_state(passages, vectors, ids, ann, spec, lexical, dim, sentences)
     return index
 
 

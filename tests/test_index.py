@@ -56,7 +56,7 @@ def test_save_load_round_trip_gives_identical_hits(tmp_path: Path, fake_embedder
 def test_manifest_is_complete(tmp_path: Path, fake_embedder: HashEmbedder) -> None:
     qa.build_index(_corpus(tmp_path, 3), tmp_path / "idx", model=fake_embedder, progress=False)
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == qa.index.FORMAT_VERSION
     assert manifest["qa_version"] == qa.__version__
     assert manifest["model"] == {"name": fake_embedder.name, "dim": fake_embedder.dim}
     assert manifest["count"] == 6
@@ -212,3 +212,29 @@ def test_nothing_is_downloaded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     vectors = SentenceTransformerEmbedder().encode(["offline check"])
     assert vectors.shape == (1, 384) and vectors.dtype == np.float32
     assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_best_sentence_scores_equal_brute_force_after_load(tmp_path: Path, fake_embedder: HashEmbedder) -> None:
+    from qa.documents import split_sentences
+
+    folder = tmp_path / "c"
+    folder.mkdir()
+    (folder / "a.txt").write_text(
+        "Harbour news\n\nThe harbour closed. Storms hit the coast on Monday. Ferries stopped.\n\n"
+        "Budget talks stalled.\n\nThe vaccine rollout began. Clinics opened early.\n",
+        encoding="utf-8",
+    )
+    built = qa.build_index([folder], tmp_path / "idx", model=fake_embedder, progress=False)
+    loaded = qa.load_index(tmp_path / "idx", model=fake_embedder)
+    rows = np.arange(len(loaded))
+    for query in ("storms on the coast", "budget", "clinics vaccine"):
+        vector = fake_embedder.encode([query])[0]
+        expected = [
+            max(float(fake_embedder.encode([p.text[a:b]])[0] @ vector) for a, b in split_sentences(p.text))
+            for p in loaded.passages
+        ]
+        # float16 storage: a few parts in a thousand.
+        np.testing.assert_allclose(loaded.best_sentence_scores(vector, rows), expected, atol=2e-3)
+        got = loaded.best_sentence_scores(vector, rows)
+        np.testing.assert_array_equal(got, built.best_sentence_scores(vector, rows))
+    assert (tmp_path / "idx" / loaded.manifest["generation"] / "sentences.npy").exists()

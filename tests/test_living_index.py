@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import qa.index as qi
-from qa.documents import Passage, Source
+from qa.documents import Passage, Source, split_sentences
 from qa.errors import IndexLoadError, InputError
 from qa.filters import Filters
 from qa.index import Index, IndexLockedError, build_index, load_index
@@ -36,8 +36,20 @@ WORDS = (
 QUERIES = ["azerbaijan israel mediation", "bank inflation rates", "storm flood harvest", "border treaty summit"]
 
 
-def _paragraph(rng: random.Random) -> str:
+def _sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 14))).capitalize() + "."
+
+
+def _paragraph(rng: random.Random) -> str:
+    # One sentence or several: several-sentence passages carry sentence vectors too.
+    return " ".join(_sentence(rng) for _ in range(rng.choice([1, 1, 2, 3])))
+
+
+def _sentences_to_embed(texts: set[str]) -> int:
+    """Distinct sentences of the multi-sentence texts: what the index embeds beside the passages."""
+    found = {t[a:b] for t in texts for a, b in split_sentences(t)} if texts else set()
+    singles = {t for t in texts if len(split_sentences(t)) == 1}
+    return len(found - singles) if found else 0
 
 
 def _write_doc(folder: Path, name: str, paragraphs: list[str], meta: dict[str, str]) -> None:
@@ -69,6 +81,10 @@ def _assert_same(index: Index, fresh: Index) -> None:
         assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0])
         a, b = index.lexical_search(QUERIES, 5, rows), fresh.lexical_search(QUERIES, 5, rows)
         assert np.array_equal(a[1], b[1]) and np.allclose(a[0], b[0])
+    every_row = np.arange(len(fresh))
+    for q in queries:
+        assert np.array_equal(index.best_sentence_scores(q, every_row), fresh.best_sentence_scores(q, every_row))
+    assert index.search_batch(QUERIES, 5, mode="hybrid") == fresh.search_batch(QUERIES, 5, mode="hybrid")
 
 
 # ---------------------------------------------------------------------------
@@ -124,10 +140,13 @@ def test_random_operations_match_a_fresh_build(tmp_path: Path, monkeypatch: pyte
             _write_doc(corpus, name if op != "copy" else b, *docs[name if op != "copy" else b])
         before = embedder.texts_encoded
         report = index.update([corpus])
+        encoded = embedder.texts_encoded - before
         fresh = build_index([corpus], None, model=HashEmbedder(), progress=False)
         _assert_same(index, fresh)
         new_texts = {p.text for p in fresh.passages} - seen_texts
-        assert report.embedded == embedder.texts_encoded - before == len(new_texts)
+        assert report.embedded == len(new_texts)
+        # Only new texts are embedded: the new passages, and the sentences of the new multi-sentence ones.
+        assert encoded == len(new_texts) + _sentences_to_embed(new_texts)
         seen_texts = {p.text for p in fresh.passages}
         assert report.passages == len(fresh)
         assert report.added + report.updated + report.unchanged == len(docs)
