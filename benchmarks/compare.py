@@ -216,7 +216,33 @@ def show_throughput(r: dict[str, Any]) -> str:
 # Warm query latency
 
 
+def squad_index() -> Any:
+    """The real `qa` index of the SQuAD dev corpus (BM25 and sentence vectors included), as `qa eval` builds it.
+
+    Reuses `qa eval`'s cached index in indexes/ when it is there (built in ~5 minutes otherwise).
+    """
+    from qa.embedding import DEFAULT_MODEL
+    from qa.evaluation import default_index_dir, eval_index, load_squad
+
+    dataset = load_squad(SQUAD)
+    return eval_index(dataset, index_dir=ROOT / default_index_dir("squad", DEFAULT_MODEL), progress=True)
+
+
+def _timed(fn: Callable[[str], Any], questions: Sequence[str]) -> list[float]:
+    out = []
+    for q in questions:
+        started = time.perf_counter()
+        fn(q)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
 def bench_latency(sizes: Sequence[str], n_queries: int) -> dict[str, Any]:
+    """Warm latency of one query: qa's modes and `ask` against the plain script, interleaved per question.
+
+    seed and SQuAD are real qa indexes (dense, BM25, sentence vectors, passages); 100k and 1M are
+    synthetic (SQuAD vectors tiled with noise) and only dense search is timed on them.
+    """
     import faiss
 
     import qa
@@ -226,16 +252,21 @@ def bench_latency(sizes: Sequence[str], n_queries: int) -> dict[str, Any]:
     model = plain_model()
     out: dict[str, Any] = {"queries": len(questions), "sizes": {}}
     for size in sizes:
-        if size == "seed":
-            index = qa.build_index([SEEDS], None, progress=False)
+        if size in ("seed", "squad"):
+            index = qa.build_index([SEEDS], None, progress=False) if size == "seed" else squad_index()
             vectors = index.vectors
             texts = [p.text for p in index.passages]
+            runs: dict[str, Callable[[str], Any]] = {
+                "qa dense": lambda q, index=index: index.search(q, k=5, mode="dense"),
+                "qa hybrid": lambda q, index=index: index.search(q, k=5, mode="hybrid"),
+                "qa ask": lambda q, index=index: index.ask(q),
+            }
         else:
             base = squad_vectors(paragraphs)
-            count = {"squad": len(base), "100k": 100_000, "1m": 1_000_000}[size]
-            vectors = base if size == "squad" else tiled(base, count)
+            vectors = tiled(base, {"100k": 100_000, "1m": 1_000_000}[size])
             index = qa_index_from(vectors, paragraphs)
             texts = paragraphs
+            runs = {"qa dense": lambda q, index=index: index.search(q, k=5, mode="dense")}
         flat = faiss.IndexFlatIP(vectors.shape[1])
         flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
@@ -244,23 +275,17 @@ def bench_latency(sizes: Sequence[str], n_queries: int) -> dict[str, Any]:
             _, ids = flat.search(v, 5)
             return [texts[i % len(texts)] for i in ids[0] if i >= 0]
 
-        for q in questions[:3]:  # warm up both
-            index.search(q, k=5)
-            plain_query(q)
-        qa_ms, plain_ms = [], []
-        for q in questions:
-            started = time.perf_counter()
-            index.search(q, k=5)
-            qa_ms.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            plain_query(q)
-            plain_ms.append((time.perf_counter() - started) * 1000)
+        runs["plain dense"] = plain_query
+        warm = squad_questions(n_queries + 5)[-5:]  # other questions: no answer is cached before it is timed
+        for fn in runs.values():
+            _timed(fn, warm)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for q in questions:  # interleaved: every setting answers question i before any answers i + 1
+            for name, fn in runs.items():
+                times[name] += _timed(fn, [q])
         out["sizes"][size] = {
             "passages": len(index),
-            "qa_p50_ms": percentile(qa_ms, 50),
-            "qa_p95_ms": percentile(qa_ms, 95),
-            "plain_p50_ms": percentile(plain_ms, 50),
-            "plain_p95_ms": percentile(plain_ms, 95),
+            "ms": {name: {"p50": percentile(t, 50), "p95": percentile(t, 95)} for name, t in times.items()},
         }
         del index, flat, vectors
     return out
@@ -269,29 +294,25 @@ def bench_latency(sizes: Sequence[str], n_queries: int) -> dict[str, Any]:
 def show_latency(r: dict[str, Any]) -> str:
     rows = []
     for size, m in r["sizes"].items():
-        rows.append(
-            [
-                size,
-                m["passages"],
-                f"{m['qa_p50_ms']:.1f}",
-                f"{m['qa_p95_ms']:.1f}",
-                f"{m['plain_p50_ms']:.1f}",
-                f"{m['plain_p95_ms']:.1f}",
-                f"{m['qa_p50_ms'] / m['plain_p50_ms']:.2f}",
-                f"{m['qa_p95_ms'] / m['plain_p95_ms']:.2f}",
-            ]
-        )
-    head = [
-        "size",
-        "passages",
-        "qa p50 ms",
-        "qa p95 ms",
-        "plain p50 ms",
-        "plain p95 ms",
-        "p50 qa/plain",
-        "p95 qa/plain",
-    ]
-    return f"{table(head, rows)}\n\n{r['queries']} SQuAD questions per size, interleaved qa/plain, k=5"
+        plain = m["ms"]["plain dense"]
+        for name, t in m["ms"].items():
+            rows.append(
+                [
+                    size,
+                    m["passages"],
+                    name,
+                    f"{t['p50']:.1f}",
+                    f"{t['p95']:.1f}",
+                    f"{t['p50'] / plain['p50']:.2f}",
+                    f"{t['p95'] / plain['p95']:.2f}",
+                ]
+            )
+    head = ["size", "passages", "what", "p50 ms", "p95 ms", "p50 / plain", "p95 / plain"]
+    return (
+        f"{table(head, rows)}\n\n{r['queries']} SQuAD questions per size, every setting interleaved per question, "
+        "k=5. seed and squad are real qa indexes; 100k and 1m tile SQuAD's paragraph vectors with noise "
+        "(dense only). `qa ask` = hybrid retrieval + reading the best 5 passages."
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -477,20 +498,48 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def bench_memory() -> dict[str, Any]:
+    """Index bytes per passage on disk, and peak RSS of a fresh process that answers one question."""
     tmp = Path(tempfile.mkdtemp(prefix="qa-mem-"))
     paragraphs = squad_paragraphs()
     vectors = squad_vectors(paragraphs)
-    out: dict[str, Any] = {}
-    for name, n in (("squad", len(paragraphs)), ("100k", 100_000)):
-        v = vectors if n == len(vectors) else tiled(vectors, n)
-        index = qa_index_from(v, paragraphs)
-        index.save(tmp / f"qa-{name}")
-        _prepare_plain(tmp / f"plain-{name}", [paragraphs[i % len(paragraphs)] for i in range(n)], v)
-        qa_bytes = _folder_bytes(tmp / f"qa-{name}")
-        plain_bytes = sum((tmp / f"plain-{name}" / f).stat().st_size for f in ("vectors.faiss", "passages.json"))
-        out[name] = {"passages": n, "qa_bytes_per_passage": qa_bytes / n, "plain_bytes_per_passage": plain_bytes / n}
-        del index, v
+    out: dict[str, Any] = {"sizes": {}}
+    real = squad_index()
+    real.save(tmp / "qa-squad")
+    _prepare_plain(tmp / "plain-squad", paragraphs, vectors)
+    out["sizes"]["squad"] = {
+        "passages": len(real),
+        "paragraphs": len(paragraphs),
+        "qa_bytes_per_passage": _folder_bytes(tmp / "qa-squad") / len(real),
+        "plain_bytes_per_passage": _plain_bytes(tmp / "plain-squad") / len(paragraphs),
+        "what": "real index: vectors, sentence vectors, BM25, passages with sources",
+    }
+    question = squad_questions(1)[0]
+    qa_bin = str(Path(sys.executable).parent / "qa")
+    qa_argv = [qa_bin, "ask", question, "--index", str(tmp / "qa-squad"), "--quiet"]
+    plain_argv = [sys.executable, str(tmp / "plain-squad" / "plain.py"), str(tmp / "plain-squad"), question]
+    peaks: dict[str, list[float]] = {"qa": [], "plain": []}
+    for _ in range(3):
+        peaks["qa"].append(_run(qa_argv)[1])
+        peaks["plain"].append(_run(plain_argv)[1])
+    out["peak_rss_mib"] = {name: median(v) for name, v in peaks.items()}
+    del real
+    n = 100_000
+    v = tiled(vectors, n)
+    index = qa_index_from(v, paragraphs)
+    index.save(tmp / "qa-100k")
+    _prepare_plain(tmp / "plain-100k", [paragraphs[i % len(paragraphs)] for i in range(n)], v)
+    out["sizes"]["100k"] = {
+        "passages": n,
+        "paragraphs": n,
+        "qa_bytes_per_passage": _folder_bytes(tmp / "qa-100k") / n,
+        "plain_bytes_per_passage": _plain_bytes(tmp / "plain-100k") / n,
+        "what": "synthetic (SQuAD vectors tiled): vectors, BM25, passages; no sentence vectors",
+    }
     return out
+
+
+def _plain_bytes(folder: Path) -> int:
+    return sum((folder / f).stat().st_size for f in ("vectors.faiss", "passages.json"))
 
 
 def show_memory(r: dict[str, Any]) -> str:
@@ -501,13 +550,18 @@ def show_memory(r: dict[str, Any]) -> str:
             f"{m['qa_bytes_per_passage']:.0f}",
             f"{m['plain_bytes_per_passage']:.0f}",
             f"{m['qa_bytes_per_passage'] / m['plain_bytes_per_passage']:.2f}",
+            m["what"],
         ]
-        for name, m in r.items()
+        for name, m in r["sizes"].items()
     ]
-    head = ["corpus", "passages", "qa bytes/passage", "plain bytes/passage", "ratio"]
+    head = ["corpus", "passages", "qa bytes/passage", "plain bytes/passage", "ratio", "qa index holds"]
+    peak = r["peak_rss_mib"]
     return (
-        f"{table(head, rows)}\n\nqa: the whole index folder (FAISS + passages.jsonl with sources + manifest); "
-        "plain: faiss file + JSON list of texts"
+        f"{table(head, rows)}\n\nplain: faiss file + JSON list of texts (one vector per paragraph; qa splits long "
+        "paragraphs into windows that fit the model).  \n"
+        f"Peak RSS of a fresh process answering one question over the SQuAD index: qa ask {peak['qa']:.0f} MiB, "
+        f"plain script {peak['plain']:.0f} MiB (ratio {peak['qa'] / peak['plain']:.2f}; qa also loads spaCy and "
+        "the reader)."
     )
 
 

@@ -16,13 +16,15 @@ FAISS flat latency on the same machine is printed for reference.
 Reproduce::
 
     .venv/bin/python benchmarks/milvus_bench.py                      # Milvus Lite in a temp folder
-    .venv/bin/milvus-server --data /tmp/milvus-bench &               # a real server (pip install milvus==2.3.5)
-    .venv/bin/python benchmarks/milvus_bench.py --target milvus://127.0.0.1:19530/bench
+    .venv/bin/python benchmarks/milvus_bench.py --server             # Lite, then a real server started here
+    .venv/bin/python benchmarks/milvus_bench.py --target milvus://HOST:19530/bench   # a server of yours
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -75,7 +77,9 @@ def passages(n: int) -> list[Any]:
     return out
 
 
-def run(target: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace) -> None:
+def run(
+    target: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
     import qa.milvus as qm
     from qa.filters import Filters
 
@@ -128,6 +132,15 @@ def run(target: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray,
         f"  insert {len(corpus):,} rows: {insert_s:.1f}s ({len(corpus) / insert_s:,.0f} rows/s); "
         f"flush + index built: {indexed_s:.1f}s"
     )
+    result: dict[str, Any] = {
+        "target": "Milvus Lite (a .db file)" if parsed.lite else target,
+        "index": f"{spec['milvus']} {spec['params']}",
+        "rows": len(corpus),
+        "insert_s": insert_s,
+        "rows_per_s": len(corpus) / insert_s,
+        "indexed_s": indexed_s,
+        "levels": {},
+    }
     for level in args.consistency.split(","):
         index.consistency_level = level
         latencies(None)  # warm-up: caches, connection
@@ -140,9 +153,16 @@ def run(target: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray,
             f"recall@10 vs FAISS exact {recall:.3f}",
             flush=True,
         )
+        result["levels"][level] = {
+            "p50_ms": float(np.median(plain) * 1e3),
+            "p95_ms": float(np.percentile(plain, 95) * 1e3),
+            "filtered_p50_ms": float(np.median(filtered) * 1e3),
+            "recall@10": float(recall),
+        }
     if not args.keep:
         qm._drop(client, parsed)
     index.close()
+    return result
 
 
 def main() -> None:
@@ -155,10 +175,16 @@ def main() -> None:
     parser.add_argument("--consistency", default="Strong,Bounded", help="levels to measure, comma-separated")
     parser.add_argument("--keep", action="store_true", help="keep the collection afterwards")
     parser.add_argument("--index-timeout", type=float, default=900, help="seconds to wait for the index build")
+    parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    parser.add_argument(
+        "--server", action="store_true", help="also start a real Milvus server (milvus==2.3.5) here and measure it"
+    )
     args = parser.parse_args()
 
     import faiss
+    from compare import machine
 
+    started_on = machine()  # load average before this run adds its own
     real, origin = real_vectors()
     queries, bases = real[: args.queries], real[args.queries :]
     corpus = tiled(bases, args.n, args.sigma)
@@ -173,9 +199,25 @@ def main() -> None:
         exact.search(q[None, :], 10)
         times.append(time.perf_counter() - start)
     print(f"FAISS flat (exact), 1 thread: p50 {np.median(times) * 1e3:.1f} ms")
-    with tempfile.TemporaryDirectory() as tmp:
-        for target in args.target or [str(Path(tmp) / "bench.db")]:
-            run(target, corpus, queries, truth, args)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        targets = list(args.target or [str(Path(tmp) / "bench.db")])
+        if args.server:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.milvus_server import milvus_server
+
+            targets.append(stack.enter_context(milvus_server(Path(tmp) / "server")) + "/bench")
+        for target in targets:
+            results.append(run(target, corpus, queries, truth, args))
+    if args.json:
+        report = {
+            "command": "python benchmarks/milvus_bench.py " + " ".join(sys.argv[1:]),
+            "machine": started_on,
+            "data": f"{origin}; tiled to {args.n:,} x {corpus.shape[1]}; {len(queries)} held-out queries",
+            "faiss_flat_p50_ms": float(np.median(times) * 1e3),
+            "targets": results,
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 import zipfile
@@ -94,12 +95,17 @@ def main() -> None:
     parser.add_argument(
         "--types", default="flat,hnsw,ivf-sq8,ivf-pq", help="comma-separated; use ';' between FAISS factory strings"
     )
+    parser.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
     args = parser.parse_args()
 
     import faiss
 
     from qa.index import build_ann, resolve_index_type
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare import machine
+
+    started_on = machine()  # load average before this run adds its own
     real, origin = real_vectors()
     queries, bases = real[: args.queries], real[args.queries :]
     print(
@@ -179,10 +185,19 @@ def main() -> None:
         "\nApproximate types also keep vectors.npy on disk (4 x dim = 1536 bytes/passage), memory-mapped; "
         "reranking reads only k*k_factor rows per query."
     )
-    print(
-        "reproduce: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/scale.py "
-        f"--n {args.n} --queries {args.queries} --sigma {args.sigma} --types {args.types}"
+    command = (
+        f"python benchmarks/scale.py --n {args.n} --queries {args.queries} --sigma {args.sigma} --types {args.types}"
     )
+    print(f"reproduce: HF_HUB_OFFLINE=1 .venv/bin/{command}")
+    if args.json:
+        report = {
+            "command": command,
+            "machine": started_on,
+            "data": f"{origin}; {len(bases)} bases tiled to {args.n:,} x {corpus.shape[1]}, sigma {args.sigma}; "
+            f"{len(queries)} held-out real paragraph vectors as queries",
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_passages": "qa.documents",
     "Answer": "qa.answering",
     "Embedder": "qa.embedding",
+    "Filters": "qa.filters",
     "QAError": "qa.errors",
     "InputError": "qa.errors",
     "IndexLoadError": "qa.errors",
@@ -37,6 +38,7 @@ _EXPORTS = {
 __all__ = [
     "Answer",
     "Embedder",
+    "Filters",
     "Hit",
     "Index",
     "IndexLoadError",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from qa.documents import Passage, Source, load_passages
     from qa.embedding import Embedder
     from qa.errors import IndexLoadError, InputError, ModelMismatchError, ModelNotFoundError, QAError
+    from qa.filters import Filters
     from qa.index import Index, build_index, load_index
     from qa.retrieval import Hit
 
