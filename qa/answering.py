@@ -3,16 +3,20 @@
 A reader (`qa.reader`) proposes answer spans inside the best passages, each with
 the probability that it is right *if the passage holds the answer*. Whether the
 corpus holds an answer at all is a second question, answered by how closely the
-question matches the passages (the embedding model's cosine, which unlike fused
-retrieval scores means the same thing in every mode). The confidence combines
-the two, and below `NO_ANSWER_BELOW` `Answer.text` is None.
+question matches the passage: the embedding model's cosine (which, unlike fused
+retrieval scores, means the same thing in every mode and every corpus) and how many
+of the question's words the passage and the answer's sentence contain ("What currency
+does Azerbaijan use?" over an article that never says "currency"). A logistic model
+of these (`confidence`, fitted by ``scripts/fit_no_answer.py``) gives the confidence;
+below its threshold `Answer.text` is None.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,11 +34,13 @@ READ_PASSAGES = 5
 ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
+#: The inputs of `confidence`, in the order of `candidate_features`.
+FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage")
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
-    "weights": {"span": 4.0, "cosine": 6.0, "max_cosine": 0.0},
-    "bias": -4.5,
-    "threshold": 0.2,
+    "weights": {"span": 4.0, "cosine": 4.0, "max_cosine": 1.0, "coverage": 2.0, "sentence_coverage": 1.0},
+    "bias": -7.0,
+    "threshold": 0.3,
 }
 
 
@@ -70,24 +76,41 @@ class Answer:
     alternatives: tuple[Alternative, ...] = ()
 
 
+@functools.lru_cache(maxsize=1)
 def _calibration() -> dict[str, Any]:
     if CALIBRATION_FILE.exists():
         data: dict[str, Any] = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
-        return data
+        if set(data.get("weights", {})) == set(FEATURES):
+            return data
     return _FALLBACK_CALIBRATION
 
 
-def confidence(span_score: float, cosine: float, max_cosine: float) -> float:
-    """P(answer right) from the reader's span score and the question–passage cosines.
+def confidence(features: Mapping[str, float]) -> float:
+    """P(answer right) from a candidate's `FEATURES` (see `candidate_features`).
 
     A logistic model fitted by ``scripts/fit_no_answer.py`` on SQuAD tune articles
     only, with unanswerable questions made by removing the question's article
     from the corpus.
     """
     cal = _calibration()
-    w = cal["weights"]
-    z = cal["bias"] + w["span"] * span_score + w["cosine"] * cosine + w["max_cosine"] * max_cosine
+    z = cal["bias"] + sum(weight * features[name] for name, weight in cal["weights"].items())
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def no_answer_threshold() -> float:
+    """Answers less confident than this are withheld (`Answer.text` is None)."""
+    return float(_calibration()["threshold"])
+
+
+def _terms(text: str) -> set[str]:
+    from qa.lexical import Tokenizer
+
+    return set(Tokenizer()([text])[0])
+
+
+def coverage(question_terms: set[str], text: str) -> float:
+    """Share of the question's content words (stemmed, no stop words) that ``text`` contains."""
+    return len(question_terms & _terms(text)) / len(question_terms) if question_terms else 1.0
 
 
 def answer(
@@ -110,9 +133,10 @@ def candidate_features(
     *,
     reader: Reader | None = None,
     embedder: Embedder | None = None,
-) -> list[tuple[Span, tuple[float, float, float]]]:
-    """The reader's spans over ``hits``, each with the inputs of `confidence`:
-    (span score, cosine of the question and the span's passage, best such cosine)."""
+) -> list[tuple[Span, dict[str, float]]]:
+    """The reader's spans over ``hits``, each with the inputs of `confidence` (`FEATURES`):
+    the span's score, the cosine of the question and the span's passage, the best such cosine,
+    and the share of the question's words in the span's passage and in its sentence."""
     if not hits:
         return []
     if reader is None:
@@ -124,7 +148,20 @@ def candidate_features(
     cosines = (vectors[1:] @ vectors[0]).astype(float)
     max_cosine = float(cosines.max())
     spans = reader.read(question, [h.text for h in hits], cosines.tolist(), top_n=ALTERNATIVES + 1)
-    return [(s, (s.score, float(cosines[s.passage_index]), max_cosine)) for s in spans]
+    asked = _terms(question)
+    passage_coverage = [coverage(asked, h.text) for h in hits]
+    out = []
+    for s in spans:
+        sentence = hits[s.passage_index].text[s.sentence[0] : s.sentence[1]]
+        features = {
+            "span": s.score,
+            "cosine": float(cosines[s.passage_index]),
+            "max_cosine": max_cosine,
+            "coverage": passage_coverage[s.passage_index],
+            "sentence_coverage": coverage(asked, sentence),
+        }
+        out.append((s, features))
+    return out
 
 
 def read(
@@ -150,7 +187,7 @@ def read(
         return Answer(question, None, 0.0, None, ())
     read_hits = hits[:passages]
     candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder)
-    scored = sorted(((confidence(*features), s) for s, features in candidates), key=lambda pair: -pair[0])
+    scored = sorted(((confidence(features), s) for s, features in candidates), key=lambda pair: -pair[0])
     if not scored:
         return Answer(question, None, 0.0, None, hits)
     best_confidence, best = scored[0]
@@ -159,7 +196,7 @@ def read(
     alternatives = tuple(
         Alternative(s.text, round(c, 4), (s.start, s.end), read_hits[s.passage_index]) for c, s in scored[1:]
     )
-    if best_confidence < float(_calibration()["threshold"]):
+    if best_confidence < no_answer_threshold():
         return Answer(question, None, round(best_confidence, 4), None, evidence, alternatives)
     return Answer(question, best.text, round(best_confidence, 4), (best.start, best.end), evidence, alternatives)
 

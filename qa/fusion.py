@@ -26,24 +26,14 @@ from qa.errors import InputError
 Normalisation = Literal["minmax", "zscore"]
 
 # ---------------------------------------------------------------------------------------------
-# The default recipe, chosen in scripts/fusion_experiments.py: weights picked by SQuAD recall@1
-# on the 38 tune articles only, then checked unchanged on the 10 held-out articles and SciFact.
-# Reproduce with
-#   HF_HUB_OFFLINE=1 QA_BATCH_THREADS=1 .venv/bin/python scripts/fusion_experiments.py
-#
-# SQuAD held-out paragraph recall@1 / @5 (all 2,067 paragraphs searched; BM25 over "title. paragraph"):
-#   dense 0.603 / 0.865    BM25 0.744 / 0.929    RRF(dense, BM25) 0.714 / 0.936
-#   z-score(dense 0.5, BM25 0.5)                        0.787 / 0.957 (pool 100)
-#   z-score(dense 0.2, BM25 0.4, best sentence 0.4)     0.805 / 0.961 <- default (tune split 0.845 / 0.967)
-#   min-max, same weights                               0.802 / 0.961  (tune 0.843 / 0.966)
-# Pools of 20 or 300 instead of 100 change these by < 0.01.
-# SciFact nDCG@10 (BM25 k1=1.2 b=0.75): dense 0.645, BM25 0.679, RRF 0.715; default weights with the
-# passage cosine standing in for the best sentence (SciFact's 46k sentence vectors were not encoded):
-# 0.736 (z-score) / 0.736 (min-max); best two-signal weight there is also 0.5 (0.741).
+# The default recipe, chosen in scripts/retrieval_experiments.py with qa's own index: weights picked
+# by SQuAD paragraph recall@1 on the 38 tune articles only (all 2,067 paragraphs searched), SciFact
+# nDCG@10 printed beside them as a check; the held-out articles are judged once, by `qa eval`.
+# RESULTS-PLACEHOLDER
 # ---------------------------------------------------------------------------------------------
-#: Weights of (dense passage cosine, BM25, best-sentence cosine) after normalisation. Without
-#: sentence vectors pass the passage cosine as the third signal (a passage is its own best sentence).
-DEFAULT_WEIGHTS: tuple[float, float, float] = (0.2, 0.4, 0.4)
+#: Weights of (dense passage cosine, BM25, best-sentence cosine, query-word coverage) after
+#: normalisation. Without sentence vectors the passage cosine stands in for the best sentence.
+DEFAULT_WEIGHTS: tuple[float, float, float, float] = (0.2, 0.3, 0.5, 0.2)
 #: How each signal is put on a common scale over the candidate pool (z-score: one outlier does not squash the rest).
 DEFAULT_NORMALISATION: Normalisation = "zscore"
 #: Candidates taken from the top of each signal; their union is the pool that is normalised and re-ranked.

@@ -89,6 +89,8 @@ PASSAGES = "passages.jsonl"
 SENTENCE_VECTORS = "sentences.npy"
 SENTENCE_OFFSETS = "sentence_offsets.npy"
 LEXICAL_DIR = "bm25"
+#: What the BM25 index was built from; an index whose manifest names another recipe rebuilds it.
+LEXICAL_RECIPE = "title. text"
 DEFAULT_INDEX = "indexes/default"
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq")
@@ -861,7 +863,10 @@ class Index:
         same_texts = len(passages) == len(self.passages) and all(
             a.text == b.text for a, b in zip(passages, self.passages, strict=True)
         )
-        lexical = self._lexical if same_texts else (_build_lexical(passages) if passages else None)
+        same_lexical = same_texts and all(
+            _lexical_text(a) == _lexical_text(b) for a, b in zip(passages, self.passages, strict=True)
+        )
+        lexical = self._lexical if same_lexical else (_build_lexical(passages) if passages else None)
         if not _keeps_sentences(spec):
             sentences = None
         elif same_texts and self._sentences is not None:
@@ -1005,6 +1010,7 @@ class Index:
                 "count": len(passages),
                 "index_type": spec["factory"],
                 "ann": spec,
+                "lexical": LEXICAL_RECIPE if lexical is not None else None,
                 "metric": "inner_product",
                 "generation": generation,
                 "files": files,
@@ -1055,10 +1061,17 @@ def _keeps_sentences(spec: dict[str, Any]) -> bool:
     return spec["type"] == "flat"
 
 
+def _lexical_text(passage: Passage) -> str:
+    # A paragraph rarely repeats its article's subject; the title puts it back for BM25
+    # (a poor man's BM25F). Measured in scripts/retrieval_experiments.py.
+    title = passage.source.title.strip()
+    return f"{title}. {passage.text}" if title else passage.text
+
+
 def _build_lexical(passages: Sequence[Passage]) -> BM25:
     from qa.lexical import BM25
 
-    return BM25.build([p.text for p in passages])
+    return BM25.build([_lexical_text(p) for p in passages])
 
 
 def _empty(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1439,7 +1452,10 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
         if vectors.shape != (count, dim):
             raise IndexLoadError(f"{gen_dir / EXACT_VECTORS} holds {vectors.shape}, expected {(count, dim)}; {rebuild}")
     lexical = None
-    if any(key.startswith(f"{generation}/{LEXICAL_DIR}/") for key in files):
+    # BM25 built from other text than qa builds it from now is left out, and rebuilt (in seconds,
+    # from the passages) on first use.
+    saved_lexical = any(key.startswith(f"{generation}/{LEXICAL_DIR}/") for key in files)
+    if saved_lexical and manifest.get("lexical") == LEXICAL_RECIPE:
         from qa.lexical import BM25
 
         lexical = BM25.load(gen_dir / LEXICAL_DIR)

@@ -210,6 +210,36 @@ class BM25:
             out += self._nonoccurrence[terms].sum()
         return out
 
+    def coverage(self, query: str, rows: np.ndarray) -> np.ndarray:
+        """IDF-weighted share of ``query``'s distinct terms that each of ``rows`` contains, in [0, 1].
+
+        BM25 rewards a short passage that repeats two of three query words about as much as
+        a longer one holding all three; a passage that answers a question usually holds all of
+        its key words (Lucene's classic "coord" factor). Unknown terms count as missing.
+
+        Args:
+            query: the query text.
+            rows: document ids to score.
+
+        Returns:
+            float32 array of shape ``(len(rows),)``; all zeros when the query has no term.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        terms = self.tokenizer([query])[0]
+        distinct = list(dict.fromkeys(terms))
+        out = np.zeros(len(rows), dtype=np.float64)
+        if not distinct:
+            return out.astype(np.float32)
+        total = 0.0
+        for term in distinct:
+            t = self._vocab.get(term)
+            df = 0 if t is None else int(self._indptr[t + 1] - self._indptr[t])
+            idf = float(np.log1p((self._n_docs - df + 0.5) / (df + 0.5)))
+            total += idf
+            if t is not None and df:
+                out += idf * np.isin(rows, self._indices[self._indptr[t] : self._indptr[t + 1]])
+        return (out / total).astype(np.float32)
+
     def search(self, queries: Sequence[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` documents per query, best first.
 

@@ -7,9 +7,9 @@ Modes:
 
 * ``dense``  — cosine of the query and passage embeddings (FAISS).
 * ``bm25``   — BM25 over the passage text with its title (bm25s, stemmed, no stop words).
-* ``hybrid`` — the default: dense, BM25 and each passage's best-sentence cosine,
-  each min-max normalised over a shared candidate pool, then a weighted sum
-  (`qa.fusion.DEFAULT_WEIGHTS`; measured in ``scripts/fusion_experiments.py``).
+* ``hybrid`` — the default: dense cosine, BM25, each passage's best-sentence cosine and
+  its coverage of the query's words, each z-scored over a shared candidate pool, then a
+  weighted sum (`qa.fusion.DEFAULT_WEIGHTS`; chosen in ``scripts/retrieval_experiments.py``).
 * ``rrf``    — reciprocal rank fusion of dense and BM25, for comparison.
 
 A reranker (`CrossEncoderReranker`, or anything with a ``score`` method) can
@@ -172,9 +172,13 @@ def _fused(
         return np.array([fused[r] for r in best], dtype=np.float32), np.array(best, dtype=np.int64)
     candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
     dense = index.passage_vectors(candidates) @ vector
-    bm25 = index.lexical.scores(query)[candidates] if index.lexical is not None else np.zeros(len(candidates))
+    lexical = index.lexical
+    none = np.zeros(len(candidates), dtype=np.float32)
+    bm25 = lexical.scores(query)[candidates] if lexical is not None else none
+    coverage = lexical.coverage(query, candidates) if lexical is not None else none
     sentence = index.best_sentence_scores(vector, candidates)
-    combined = fusion.fuse_scores([dense, bm25, sentence], fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
+    signals = [dense, bm25, sentence, coverage]
+    combined = fusion.fuse_scores(signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
     # Ties (e.g. a one-passage pool) fall back to the dense order, then the row.
     order = np.lexsort((candidates, -dense, -combined))[:k]
     return combined[order], candidates[order]

@@ -2,10 +2,12 @@
 
 Answerable questions: tune questions searched over all 2,067 paragraphs.
 Unanswerable ones: the same questions with their own article removed from the
-results (the corpus then holds no answer). A logistic regression maps
-(reader span score, question–passage cosine, best cosine) to P(answer right,
-F1 >= 0.5); the threshold maximises right answers + right abstentions on that
-50/50 mix. Held-out articles are never read.
+results (the corpus then holds no answer). A logistic regression maps each
+candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
+share of the question's words in the passage and in the answer's sentence) to
+P(answer right, F1 >= 0.5); the threshold maximises right answers + right
+abstentions on that 50/50 mix (SQuAD 2.0's way of scoring abstention). Held-out
+articles are never read.
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/fit_no_answer.py --data ../shared/data/dev-v1.1.json.zip
 """
@@ -24,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answering import CALIBRATION_FILE, READ_PASSAGES, candidate_features  # noqa: E402
+from qa.answering import CALIBRATION_FILE, FEATURES, READ_PASSAGES, candidate_features  # noqa: E402
 from qa.evaluation import default_index_dir, eval_index, f1_score, load_squad  # noqa: E402
 
 
@@ -51,7 +53,7 @@ def main() -> int:
             pool = hits if answerable else [h for h in hits if h.source.doc_id != own_doc]
             chosen = pool[:READ_PASSAGES]
             for span, features in candidate_features(question.text, chosen, embedder=index.embedder):
-                rows.append(list(features))
+                rows.append([features[name] for name in FEATURES])
                 labels.append(int(answerable and f1_score(span.text, question.answers) >= 0.5))
                 groups.append((number, answerable))
         if number % 50 == 0:
@@ -78,7 +80,7 @@ def main() -> int:
           f"answerable answered {np.mean([p >= threshold for p, _ in answered]):.2f}, "
           f"unanswerable rejected {np.mean([p < threshold for (_, ok), (p, _) in best.items() if not ok]):.2f}")
     calibration = {
-        "weights": dict(zip(("span", "cosine", "max_cosine"), map(float, model.coef_[0]), strict=True)),
+        "weights": dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)),
         "bias": float(model.intercept_[0]),
         "threshold": threshold,
         "fitted_on": f"SQuAD v1.1 dev tune split, {len(questions)} questions x (answerable, own article removed)",

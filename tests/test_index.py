@@ -238,3 +238,14 @@ def test_best_sentence_scores_equal_brute_force_after_load(tmp_path: Path, fake_
         got = loaded.best_sentence_scores(vector, rows)
         np.testing.assert_array_equal(got, built.best_sentence_scores(vector, rows))
     assert (tmp_path / "idx" / loaded.manifest["generation"] / "sentences.npy").exists()
+
+
+def test_bm25_of_another_recipe_is_rebuilt_on_load(tmp_path: Path, fake_embedder: HashEmbedder) -> None:
+    built = qa.build_index(_corpus(tmp_path, 6), tmp_path / "idx", model=fake_embedder, progress=False)
+    manifest_path = tmp_path / "idx" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["lexical"] == qa.index.LEXICAL_RECIPE
+    manifest_path.write_text(json.dumps({**manifest, "lexical": "text only (an older qa)"}))
+    loaded = qa.load_index(tmp_path / "idx", model=fake_embedder)
+    assert loaded._lexical is None  # the saved BM25 is not trusted...
+    assert loaded.search("harbour word3", k=4, mode="bm25") == built.search("harbour word3", k=4, mode="bm25")

@@ -216,7 +216,7 @@ def test_candidate_pool_and_hybrid_rank() -> None:
     assert ranked.indices.tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(ranked.scores, [0.5, 0.5, 0.4375, (0.125 + 1 / 7) / 2], rtol=1e-6)
     assert hybrid_rank([dense, bm25], [0.5, 0.5], k=1, pool=2, method="minmax").indices.tolist() == [0]
-    assert len(DEFAULT_WEIGHTS) == 3
+    assert len(DEFAULT_WEIGHTS) == 4
     with pytest.raises(InputError):
         hybrid_rank([dense, bm25], [1.0], k=3)
 
