@@ -289,29 +289,42 @@ def _parse_md(text: str, path: str, doc_id: str) -> _Article:
 
 
 class _HTMLText(html.parser.HTMLParser):
-    """Collects the text of block elements; ignores scripts, styles and navigation."""
+    """Collects the text of block elements; ignores scripts, styles and navigation.
+
+    Blocks inside ``<article>`` or ``<main>`` are marked, so that a news page's story can
+    be kept apart from its "related stories" lists and teasers.
+    """
 
     BLOCKS = frozenset({"p", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "td", "pre"})
-    SKIP = frozenset({"script", "style", "nav", "footer", "header", "aside", "noscript", "template"})
+    SKIP = frozenset({"script", "style", "nav", "footer", "header", "aside", "noscript", "template", "form"})
+    MAIN = frozenset({"article", "main"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str, str]] = []  # (tag, text)
+        self.blocks: list[tuple[str, str, bool]] = []  # (tag, text, inside <article>/<main>)
         self.title = ""
         self.meta: dict[str, str] = {}
+        self.times: list[str] = []  # datetime attributes of <time> elements, in order
         self._stack: list[str] = []
         self._buffer: list[str] = []
         self._skip = 0
+        self._main = 0
         self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "meta":
             d = {k: v or "" for k, v in attrs}
-            key = d.get("property") or d.get("name") or ""
+            key = d.get("property") or d.get("name") or d.get("itemprop") or ""
             if key and d.get("content"):
-                self.meta[key.lower()] = d["content"]
+                self.meta.setdefault(key.lower(), d["content"])
+        elif tag == "time":
+            when = dict(attrs).get("datetime")
+            if when:
+                self.times.append(when)
         if tag in self.SKIP:
             self._skip += 1
+        elif tag in self.MAIN:
+            self._main += 1
         elif tag == "title":
             self._in_title = True
         elif tag in self.BLOCKS and not self._skip:
@@ -323,6 +336,9 @@ class _HTMLText(html.parser.HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP:
             self._skip = max(0, self._skip - 1)
+        elif tag in self.MAIN:
+            self._flush()
+            self._main = max(0, self._main - 1)
         elif tag == "title":
             self._in_title = False
         elif tag in self.BLOCKS and self._stack:
@@ -338,27 +354,45 @@ class _HTMLText(html.parser.HTMLParser):
     def _flush(self) -> None:
         words = " ".join("".join(self._buffer).split())
         if words and self._stack:
-            self.blocks.append((self._stack[-1], words))
+            self.blocks.append((self._stack[-1], words, self._main > 0))
         self._buffer = []
+
+
+_DATE_META = ("article:published_time", "datepublished", "date", "pubdate", "publishdate", "dc.date", "dcterms.date")
+_PUBLISHER_META = ("og:site_name", "publisher", "article:publisher", "application-name", "dc.publisher")
+
+
+def _strip_site_name(title: str, publisher: str) -> str:
+    """ "Storm hits coast | Daily Planet" → "Storm hits coast" (the page title's site suffix)."""
+    for sep in (" | ", " - ", " – ", " — ", " :: "):
+        head, found, tail = title.rpartition(sep)
+        if found and head and (not publisher or tail.strip().lower() == publisher.strip().lower()):
+            return head.strip()
+    return title
 
 
 def _parse_html(raw: str, path: str, doc_id: str) -> _Article:
     parser = _HTMLText()
     parser.feed(raw)
     parser.close()
-    title = " ".join(parser.title.split()) or parser.meta.get("og:title", "")
+    meta = parser.meta
+    publisher = next((meta[k] for k in _PUBLISHER_META if meta.get(k)), "")
+    blocks = parser.blocks
+    if any(inside for _, _, inside in blocks):
+        blocks = [b for b in blocks if b[2]]  # the story, not the page around it
+    h1 = next((words for tag, words, _ in blocks if tag == "h1"), "")
+    page_title = " ".join(parser.title.split())
+    title = meta.get("og:title") or h1 or _strip_site_name(page_title, publisher)
     # The passage text is decoded text, so offsets refer to a text rendering of
     # the page (blocks joined by blank lines), not to the raw HTML.
     text_parts: list[str] = []
     paragraphs: list[tuple[int, int]] = []
     sections: list[str] = []
-    section = parser.meta.get("article:section", "")
+    section = meta.get("article:section", "")
     cursor = 0
-    for tag, words in parser.blocks:
+    for tag, words, _ in blocks:
         if tag[0] == "h" and tag[1:].isdigit():
-            if tag == "h1" and not title:
-                title = words
-            else:
+            if tag != "h1":
                 section = words
             continue
         paragraphs.append((cursor, cursor + len(words)))
@@ -372,10 +406,10 @@ def _parse_html(raw: str, path: str, doc_id: str) -> _Article:
         paragraphs=paragraphs,
         sections=sections,
         title=html.unescape(title) or Path(path).stem,
-        publisher=parser.meta.get("og:site_name", ""),
-        section=parser.meta.get("article:section", ""),
-        url=parser.meta.get("og:url", ""),
-        date=parser.meta.get("article:published_time", ""),
+        publisher=publisher,
+        section=meta.get("article:section", ""),
+        url=meta.get("og:url", ""),
+        date=next((meta[k] for k in _DATE_META if meta.get(k)), parser.times[0] if parser.times else ""),
     )
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
-import string
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ import numpy as np
 
 from qa.documents import split_sentences
 from qa.errors import InputError, ModelNotFoundError
+from qa.evaluation import normalize_answer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_MODEL = DATA_DIR / "reader-lgbm.txt"
@@ -74,38 +73,6 @@ class Reader(Protocol):
     ) -> list[Span]:
         """Best answer candidates over all passages, best first (distinct answer texts)."""
         ...
-
-
-# --------------------------------------------------------------------------- text helpers
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD token F1 between two answer strings."""
-    pred = normalize_answer(prediction).split()
-    ref = normalize_answer(gold).split()
-    if not pred or not ref:
-        return float(pred == ref)
-    common: dict[str, int] = {}
-    for tok in ref:
-        common[tok] = common.get(tok, 0) + 1
-    same = 0
-    for tok in pred:
-        if common.get(tok, 0) > 0:
-            common[tok] -= 1
-            same += 1
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(ref)
-    return 2 * precision * recall / (precision + recall)
 
 
 # --------------------------------------------------------------------------- question analysis

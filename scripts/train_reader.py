@@ -29,6 +29,7 @@ os.environ.setdefault("QA_BATCH_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa import reader as R
+from qa.evaluation import exact_match, f1_score, normalize_answer
 
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank",
@@ -49,14 +50,6 @@ PARAMS: dict[str, Any] = {
     "verbose": -1,
 }
 ROUNDS = 300
-
-
-def exact(pred: str, golds: list[str]) -> float:
-    return float(any(R.normalize_answer(pred) == R.normalize_answer(g) for g in golds))
-
-
-def f1(pred: str, golds: list[str]) -> float:
-    return max(R.token_f1(pred, g) for g in golds)
 
 
 def load(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -116,8 +109,8 @@ def build(articles: list[dict[str, Any]], prep: dict[str, Any]) -> list[dict[str
                 golds = [a["text"] for a in qa["answers"]]
                 out.append(
                     {"article": ai, "feats": feats.astype(np.float32),
-                     "f1": np.array([f1(t, golds) for t in p.cand_text]),
-                     "em": np.array([exact(t, golds) for t in p.cand_text]),
+                     "f1": np.array([f1_score(t, golds) for t in p.cand_text]),
+                     "em": np.array([exact_match(t, golds) for t in p.cand_text]),
                      "texts": p.cand_text, "golds": golds, "question": qa["question"]}
                 )  # fmt: skip
     assert s_off == len(prep["sent"]) and q_off == len(prep["q"])
@@ -163,8 +156,8 @@ def top1(
         fs.append(float(q["f1"][b]))
         raw.append(float(s[b]))
         # Lead over the best candidate with a different answer text.
-        nb = R.normalize_answer(q["texts"][b])
-        other = next((s[i] for i in order[1:] if R.normalize_answer(q["texts"][i]) != nb), s[b] - 5.0)
+        nb = normalize_answer(q["texts"][b])
+        other = next((s[i] for i in order[1:] if normalize_answer(q["texts"][i]) != nb), s[b] - 5.0)
         margin.append(float(s[b] - other))
     return np.array(em), np.array(fs), np.array(raw), np.array(margin)
 

@@ -116,6 +116,30 @@ def test_html_paragraphs_and_metadata(tmp_path: Path) -> None:
     assert passages[0].source.publisher == "Metro News"
 
 
+def test_html_news_page_keeps_the_story_and_its_metadata(tmp_path: Path) -> None:
+    f = tmp_path / "storm.html"
+    f.write_text(
+        "<html><head><title>Storm hits coast | Daily Planet</title>"
+        '<meta property="og:site_name" content="Daily Planet"><meta property="article:section" content="Weather">'
+        '</head><body><ul><li>Most read: Cat rescued</li></ul><article><h1>Storm hits coast</h1>'
+        '<time datetime="2025-03-02T08:00:00Z">2 March</time>'
+        "<p>A storm made landfall near Port Lewis.</p><h2>Evacuations</h2><p>The mayor, Jane Ortiz, ordered "
+        "evacuations.</p></article><ul><li>Related: Floods last year</li></ul></body></html>",
+        encoding="utf-8",
+    )
+    passages = load_passages(f)
+    # Only the story: the page's lists outside <article> are not passages.
+    assert [p.text for p in passages] == [
+        "A storm made landfall near Port Lewis.",
+        "The mayor, Jane Ortiz, ordered evacuations.",
+    ]
+    s = passages[0].source
+    # The page title's site suffix is not part of the title; the h1 is not a section.
+    assert (s.title, s.publisher, s.section) == ("Storm hits coast", "Daily Planet", "Weather")
+    assert s.date == "2025-03-02T08:00:00Z"
+    assert passages[1].source.section == "Evacuations"
+
+
 def test_jsonl_articles_with_metadata(tmp_path: Path) -> None:
     f = tmp_path / "feed.jsonl"
     rows = [
