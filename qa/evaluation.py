@@ -621,16 +621,66 @@ def evaluate_retrieval(index: Index, dataset: Dataset, mode: str) -> RetrievalRe
     started = time.perf_counter()
     rankings = ranked_labels(index, dataset, questions, max(*dataset.recall_ks, 10), mode)
     seconds = time.perf_counter() - started
-    relevant = [_relevant(dataset, q) for q in questions]
-    n = len(questions)
+    return _retrieval_result(mode, rankings, [_relevant(dataset, q) for q in questions], dataset, seconds)
+
+
+#: The retrieval a plain script gets (sentence-transformers ``encode`` of each whole unit, which the
+#: model cuts at its max_seq_length, and exact cosine): compared beside qa's modes.
+PLAIN_DENSE = "plain-dense"
+
+
+def evaluate_plain_dense(index: Index, dataset: Dataset) -> RetrievalResult:
+    """recall@k, MRR@10 and nDCG@10 of one vector per judged unit (its whole text), as a plain script does.
+
+    This is the number published elsewhere for the model (MTEB's SciFact nDCG@10 0.645 for
+    all-MiniLM-L6-v2): qa's own ``dense`` mode embeds windows that fit the model, so it differs.
+
+    Raises:
+        InputError: the data set has no corpus (a ``.jsonl`` of questions over an index).
+    """
+    import numpy as np
+
+    if dataset.articles is None:
+        raise InputError(f"{PLAIN_DENSE} needs the data set's own corpus; {dataset.name} has none")
+    questions = [q for q in dataset.questions if q.gold]
+    started = time.perf_counter()
+    keys, texts = [], []
+    for a in dataset.articles:
+        if dataset.unit == "document":
+            keys.append(unit_key(a.doc_id))
+            texts.append("\n\n".join(a.paragraphs))
+        else:
+            for number, paragraph in enumerate(a.paragraphs, start=1):
+                keys.append(unit_key(a.doc_id, number))
+                texts.append(paragraph)
+    # Progress: the whole corpus is encoded again (minutes for SQuAD or SciFact).
+    vectors = index.embedder.encode(texts, progress=len(texts) > 1000)
+    query_vectors = index.embed_queries([q.text for q in questions])
+    depth = max(*dataset.recall_ks, 10)
+    rankings: list[list[Hashable]] = []
+    for qv in query_vectors:
+        scores = vectors @ qv
+        top = np.argsort(-scores, kind="stable")[:depth]
+        rankings.append([keys[i] for i in top])
+    seconds = time.perf_counter() - started
+    return _retrieval_result(PLAIN_DENSE, rankings, [_relevant(dataset, q) for q in questions], dataset, seconds)
+
+
+def _retrieval_result(
+    mode: str,
+    rankings: Sequence[Sequence[Hashable]],
+    relevant: Sequence[set[Hashable]],
+    dataset: Dataset,
+    seconds: float,
+) -> RetrievalResult:
+    n = len(rankings)
+    pairs = list(zip(rankings, relevant, strict=True))
     return RetrievalResult(
         mode=mode,
         questions=n,
-        recall={
-            k: sum(recall_at_k(r, g, k) for r, g in zip(rankings, relevant, strict=True)) / n for k in dataset.recall_ks
-        },
-        mrr_at_10=sum(reciprocal_rank(r, g, 10) for r, g in zip(rankings, relevant, strict=True)) / n,
-        ndcg_at_10=sum(ndcg_at_k(r, g, 10) for r, g in zip(rankings, relevant, strict=True)) / n,
+        recall={k: sum(recall_at_k(r, g, k) for r, g in pairs) / n for k in dataset.recall_ks},
+        mrr_at_10=sum(reciprocal_rank(r, g, 10) for r, g in pairs) / n,
+        ndcg_at_10=sum(ndcg_at_k(r, g, 10) for r, g in pairs) / n,
         seconds=round(seconds, 2),
     )
 
@@ -763,7 +813,8 @@ def evaluate(
     Args:
         dataset: questions and gold (see `load_squad`, `load_scifact`, `load_questions`).
         index: the corpus; for SQuAD/SciFact use `eval_index`.
-        modes: retrieval modes to compare; by default every mode `qa.retrieval.MODES` has.
+        modes: retrieval modes to compare; by default every mode `qa.retrieval.MODES` has, plus
+            `PLAIN_DENSE` (what a plain script gets) when the data set brings its corpus.
         answers: also measure end-to-end and given-paragraph EM/F1 (when the data has answers).
         k: passages `Index.ask` reads.
         answer_mode: retrieval mode for end-to-end answers (the library default when None).
@@ -771,11 +822,16 @@ def evaluate(
     """
     from qa import retrieval
 
-    modes = tuple(modes or retrieval.MODES)
+    if not modes:
+        modes = (*retrieval.MODES, PLAIN_DENSE) if dataset.articles is not None else retrieval.MODES
     for mode in modes:
-        retrieval.check_mode(mode)
+        if mode != PLAIN_DENSE:
+            retrieval.check_mode(mode)
     notes = []
-    results = tuple(evaluate_retrieval(index, dataset, mode) for mode in modes)
+    results = tuple(
+        evaluate_plain_dense(index, dataset) if mode == PLAIN_DENSE else evaluate_retrieval(index, dataset, mode)
+        for mode in modes
+    )
     answer_results: list[AnswerResult] = []
     if answers and any(q.answers for q in dataset.questions):
         answer_results.append(evaluate_answers(index, dataset, k=k, mode=answer_mode))

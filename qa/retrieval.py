@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 MODES = ("dense", "bm25", "hybrid", "rrf")
 DEFAULT_MODE = "hybrid"
-# Candidates each retriever contributes to fusion; pools of 20–300 changed SQuAD
-# recall@1 by < 0.01 (scripts/fusion_experiments.py), 100 keeps tails cheap.
-POOL = 100
 RERANK_TOP = 50
 
 
@@ -163,8 +160,8 @@ def _fused(
     index: Index, query: str, vector: np.ndarray, k: int, rows: np.ndarray | None, mode: str, knobs: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
-    _, dense_rows = index.dense_search(vector[None, :], max(k, POOL), rows, **knobs)
-    _, bm25_rows = index.lexical_search([query], max(k, POOL), rows)
+    _, dense_rows = index.dense_search(vector[None, :], max(k, fusion.DEFAULT_POOL), rows, **knobs)
+    _, bm25_rows = index.lexical_search([query], max(k, fusion.DEFAULT_POOL), rows)
     dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]
     if mode == "rrf":
         fused = fusion.rrf([dense_rows.tolist(), bm25_rows.tolist()])

@@ -2,7 +2,7 @@
 
 Every signal comes from the index `qa eval` builds (passage windows, BM25 over "title. text",
 sentence vectors), through the same calls `qa.retrieval` makes: the candidate pool is the union
-of the top `qa.retrieval.POOL` dense and BM25 rows; each signal is z-scored over the pool; the
+of the top `qa.fusion.DEFAULT_POOL` dense and BM25 rows; each signal is z-scored over the pool; the
 weighted sum ranks it. The grid is scored by paragraph recall@1 on the 38 tune articles (all
 2,067 paragraphs searched); SciFact nDCG@10 is printed beside every row so that a weight that
 only suits SQuAD shows. Held-out SQuAD articles are never read here.
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa import evaluation as ev  # noqa: E402
-from qa import fusion, retrieval  # noqa: E402
+from qa import fusion  # noqa: E402
 from qa.embedding import DEFAULT_MODEL  # noqa: E402
 
 SIGNALS = ("dense", "bm25", "sentence", "coverage")
@@ -42,8 +42,8 @@ def pools(index: Any, dataset: ev.Dataset) -> list[dict[str, Any]]:
     out = []
     started = time.perf_counter()
     for i, (q, v) in enumerate(zip(questions, vectors, strict=True)):
-        _, dense_rows = index.dense_search(v[None, :], retrieval.POOL)
-        _, bm25_rows = index.lexical_search([q.text], retrieval.POOL)
+        _, dense_rows = index.dense_search(v[None, :], fusion.DEFAULT_POOL)
+        _, bm25_rows = index.lexical_search([q.text], fusion.DEFAULT_POOL)
         rows = np.union1d(dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]).astype(np.int64)
         signals = {
             "dense": index.passage_vectors(rows) @ v,

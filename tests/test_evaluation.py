@@ -278,3 +278,21 @@ def test_cli_scifact_slice_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_index_type_is_the_library_index(fake_embedder) -> None:  # type: ignore[no-untyped-def]
     assert isinstance(ev.eval_index(_toy_dataset(), model=fake_embedder, index_dir=None), Index)
+
+
+def test_plain_dense_is_one_vector_per_unit_by_hand(fake_embedder) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    dataset = _toy_dataset()
+    index = ev.eval_index(dataset, model=fake_embedder, index_dir=None)
+    result = ev.evaluate_plain_dense(index, dataset)
+    units = [("cats#1", "Cats purr when they are content."), ("cats#2", "Cats sleep sixteen hours a day."),
+             ("dogs#1", "Dogs bark at the postman every morning.")]  # fmt: skip
+    vectors = fake_embedder.encode([t for _, t in units])
+    first = []
+    for q in dataset.questions:
+        scores = vectors @ fake_embedder.encode([q.text])[0]
+        first.append(units[int(np.argmax(scores))][0] == q.gold[0])
+    assert result.mode == ev.PLAIN_DENSE and result.recall[1] == sum(first) / len(first)
+    report = ev.evaluate(dataset, index, answers=False)
+    assert [r.mode for r in report.retrieval][-1] == ev.PLAIN_DENSE

@@ -13,11 +13,7 @@ import pytest
 from qa.errors import IndexLoadError, InputError
 from qa.fusion import (
     DEFAULT_WEIGHTS,
-    Ranking,
-    best_sentence_scores,
-    candidate_pool,
     fuse_scores,
-    hybrid_rank,
     normalise,
     rrf,
 )
@@ -206,28 +202,14 @@ def test_fuse_scores_by_hand() -> None:
         fuse_scores([dense, bm25[:2]], [0.5, 0.5])
 
 
-def test_candidate_pool_and_hybrid_rank() -> None:
-    dense = np.array([0.1, 0.9, 0.8, 0.2, 0.0])
-    bm25 = np.array([7.0, 0.0, 0.0, 1.0, 0.0])
-    assert candidate_pool([dense, bm25], size=2).tolist() == [0, 1, 2, 3]
-    ranked = hybrid_rank([dense, bm25], [0.5, 0.5], k=10, pool=2, method="minmax")
-    assert isinstance(ranked, Ranking)
-    # Pool {0,1,2,3}: dense minmax 0, 1, 0.875, 0.125; bm25 minmax 1, 0, 0, 1/7. Docs 0 and 1 tie: lower id first.
-    assert ranked.indices.tolist() == [0, 1, 2, 3]
-    np.testing.assert_allclose(ranked.scores, [0.5, 0.5, 0.4375, (0.125 + 1 / 7) / 2], rtol=1e-6)
-    assert hybrid_rank([dense, bm25], [0.5, 0.5], k=1, pool=2, method="minmax").indices.tolist() == [0]
+def test_coverage_is_the_idf_weighted_share_of_query_terms() -> None:
+    bm25 = BM25.build(["storm hits harbour", "storm warning", "budget vote", "harbour budget storm"])
+    # "storm" is in 3 of 4 documents, "harbour" in 2: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+    idf_storm, idf_harbour = math.log1p(1.5 / 3.5), math.log1p(2.5 / 2.5)
+    got = bm25.coverage("Storms at the harbour?", np.arange(4))
+    expected = [1.0, idf_storm / (idf_storm + idf_harbour), 0.0, 1.0]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    # A word no document has counts as missing everywhere; a query of stop words covers nothing.
+    assert bm25.coverage("harbour zebra", np.array([0]))[0] < 1.0
+    assert bm25.coverage("the of", np.arange(4)).tolist() == [0.0] * 4
     assert len(DEFAULT_WEIGHTS) == 4
-    with pytest.raises(InputError):
-        hybrid_rank([dense, bm25], [1.0], k=3)
-
-
-def test_best_sentence_scores_by_hand() -> None:
-    sims = np.array([0.1, 0.7, 0.3, 0.2, 0.9], dtype=np.float32)
-    owner = np.array([0, 0, 0, 2, 2])
-    np.testing.assert_allclose(best_sentence_scores(sims, owner, n_docs=4), [0.7, -1.0, 0.9, -1.0])
-    # Unsorted owners and a batch of queries give the same answer.
-    perm = np.array([4, 0, 3, 2, 1])
-    batch = best_sentence_scores(np.stack([sims[perm], 2 * sims[perm]]), owner[perm], n_docs=4)
-    np.testing.assert_allclose(batch, [[0.7, -1.0, 0.9, -1.0], [1.4, -1.0, 1.8, -1.0]])
-    with pytest.raises(InputError):
-        best_sentence_scores(sims, owner[:3], n_docs=4)
