@@ -101,10 +101,13 @@ def render_eval(report: dict[str, Any], name: str) -> list[str]:
                 f"{a['exact_match']:.3f}",
                 f"{a['f1']:.3f}",
                 f"{a['no_answer_rate']:.3f}",
+                f"{a['forced_exact_match']:.3f}",
+                f"{a['forced_f1']:.3f}",
             ]
             for a in report["answers"]
         ]
-        lines += [_table(["answers", "retrieval", "questions", "EM", "F1", "no-answer rate"], rows), ""]
+        head = ["answers", "retrieval", "questions", "EM", "F1", "no-answer rate", "forced EM", "forced F1"]
+        lines += [_table(head, rows), ""]
         for a in report["answers"]:
             rows = [
                 [
@@ -116,10 +119,10 @@ def render_eval(report: dict[str, Any], name: str) -> list[str]:
                 for b in a["reliability"]
             ]
             lines += [
-                f"Reliability, {a['setting']} (accuracy = share of answers with F1 ≥ 0.5; "
-                f"no-answer rate {a['no_answer_rate']:.3f}):",
+                f"Reliability, {a['setting']}: every question's best candidate, answered or withheld, by "
+                f"confidence (accuracy = share with F1 ≥ 0.5; no-answer rate {a['no_answer_rate']:.3f}):",
                 "",
-                _table(["confidence", "answers", "mean confidence", "accuracy"], rows),
+                _table(["confidence", "questions", "mean confidence", "accuracy"], rows),
                 "",
             ]
     lines += [f"_{n}_" for n in report.get("notes", [])]

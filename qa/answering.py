@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.embedding import Embedder, get_embedder
+from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ class Answer:
             (for a None answer: that of the best rejected candidate).
         span: (start, end) of ``text`` within ``evidence[0].text``, or None.
         evidence: the passages consulted, the one holding the answer first.
-        alternatives: other candidate answers, best first, each with its passage.
+        alternatives: other candidate answers, best first, each with its passage; when
+            ``text`` is None, every candidate, the best rejected one first.
     """
 
     question: str
@@ -102,10 +104,14 @@ def no_answer_threshold() -> float:
     return float(_calibration()["threshold"])
 
 
+# Question words say what kind of answer is wanted, not what the passage must mention.
+_QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "when", "where", "why", "how"})
+
+
 def _terms(text: str) -> set[str]:
     from qa.lexical import Tokenizer
 
-    return set(Tokenizer()([text])[0])
+    return set(Tokenizer()([text])[0]) - _QUESTION_WORDS
 
 
 def coverage(question_terms: set[str], text: str) -> float:
@@ -136,7 +142,11 @@ def candidate_features(
 ) -> list[tuple[Span, dict[str, float]]]:
     """The reader's spans over ``hits``, each with the inputs of `confidence` (`FEATURES`):
     the span's score, the cosine of the question and the span's passage, the best such cosine,
-    and the share of the question's words in the span's passage and in its sentence."""
+    and the share of the question's words in the span's passage and in its sentence.
+
+    An answer found in several passages comes back once per passage: which occurrence is the
+    evidence is decided by `confidence`, which weighs how well each passage fits the question.
+    """
     if not hits:
         return []
     if reader is None:
@@ -147,7 +157,9 @@ def candidate_features(
     vectors = embedder.encode([question, *(h.text for h in hits)])
     cosines = (vectors[1:] @ vectors[0]).astype(float)
     max_cosine = float(cosines.max())
-    spans = reader.read(question, [h.text for h in hits], cosines.tolist(), top_n=ALTERNATIVES + 1)
+    spans = reader.read(
+        question, [h.text for h in hits], cosines.tolist(), top_n=(ALTERNATIVES + 1) * len(hits), per_passage=True
+    )
     asked = _terms(question)
     passage_coverage = [coverage(asked, h.text) for h in hits]
     out = []
@@ -187,16 +199,25 @@ def read(
         return Answer(question, None, 0.0, None, ())
     read_hits = hits[:passages]
     candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder)
-    scored = sorted(((confidence(features), s) for s, features in candidates), key=lambda pair: -pair[0])
+    scored = []
+    seen: set[str] = set()
+    # Best first; an answer met in several passages keeps its most confident occurrence.
+    for c, s in sorted(((confidence(f), s) for s, f in candidates), key=lambda pair: -pair[0]):
+        key = normalize_answer(s.text) or s.text
+        if key not in seen:
+            seen.add(key)
+            scored.append((c, s))
+    scored = scored[: ALTERNATIVES + 1]
     if not scored:
         return Answer(question, None, 0.0, None, hits)
     best_confidence, best = scored[0]
     best_hit = read_hits[best.passage_index]
     evidence = (best_hit, *(h for h in hits if h is not best_hit))
     alternatives = tuple(
-        Alternative(s.text, round(c, 4), (s.start, s.end), read_hits[s.passage_index]) for c, s in scored[1:]
+        Alternative(s.text, round(c, 4), (s.start, s.end), read_hits[s.passage_index]) for c, s in scored
     )
     if best_confidence < no_answer_threshold():
         return Answer(question, None, round(best_confidence, 4), None, evidence, alternatives)
+    alternatives = alternatives[1:]
     return Answer(question, best.text, round(best_confidence, 4), (best.start, best.end), evidence, alternatives)
 

@@ -180,7 +180,8 @@ def _describe_answer(answer: Answer) -> str:
     if answer.alternatives:
         others = "; ".join(f"{a.text} ({a.confidence:.2f}, paragraph {a.evidence.source.paragraph})"
                            for a in answer.alternatives)
-        lines[1:1] = [f"Also possible: {others}", ""]
+        label = "Candidates it did not trust" if answer.text is None else "Also possible"
+        lines[1:1] = [f"{label}: {others}", ""]
     for i, hit in enumerate(answer.evidence):
         lines.append(_describe(hit, answer.span if i == 0 and answer.text is not None else None))
     return "\n".join(lines).rstrip()

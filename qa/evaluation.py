@@ -375,7 +375,8 @@ def load_questions(path: str | Path, *, limit: int | None = None) -> Dataset:
 
     ``answers`` and ``gold_passages`` are optional. Each gold entry is one
     relevant item: a passage id, or a substring of the relevant passage's text;
-    every window of the paragraph it names counts as that item.
+    every window of the paragraph it names counts as that item. A question with
+    neither (both empty or absent) is one the corpus cannot answer: qa should withhold.
 
     Raises:
         InputError: the file is missing or a line is not such an object.
@@ -529,7 +530,10 @@ class AnswerResult:
 
     ``setting`` is ``end-to-end`` (open retrieval, then `Index.ask`) or
     ``given-paragraph`` (the reader alone, handed the gold paragraph).
-    EM and F1 count a no-answer as wrong.
+    EM and F1 count a no-answer as wrong; the ``forced_`` ones score the best candidate of
+    every question, answered or withheld (what qa would score if it never abstained). The
+    reliability table bins every question's best candidate by its confidence, so it also
+    shows how often the withheld ones would have been right.
     """
 
     setting: str
@@ -539,6 +543,8 @@ class AnswerResult:
     f1: float
     no_answer_rate: float
     accuracy_when_answered: float
+    forced_exact_match: float
+    forced_f1: float
     reliability: tuple[ReliabilityBin, ...]
     seconds: float
 
@@ -703,11 +709,21 @@ def reliability(confidences: Sequence[float], f1s: Sequence[float]) -> tuple[Rel
     return tuple(bins)
 
 
+def best_guess(answer: Answer) -> str | None:
+    """The answer's text, or when it was withheld, its best rejected candidate (None if there was none)."""
+    if answer.text is not None:
+        return answer.text
+    return answer.alternatives[0].text if answer.alternatives else None
+
+
 def _score_answers(
     setting: str, mode: str, answers: Sequence[Answer], questions: Sequence[Question], seconds: float
 ) -> AnswerResult:
     em = [exact_match(a.text, q.answers) for a, q in zip(answers, questions, strict=True)]
     f1 = [f1_score(a.text, q.answers) for a, q in zip(answers, questions, strict=True)]
+    guesses = [best_guess(a) for a in answers]
+    forced_em = [exact_match(g, q.answers) for g, q in zip(guesses, questions, strict=True)]
+    forced_f1 = [f1_score(g, q.answers) for g, q in zip(guesses, questions, strict=True)]
     answered = [i for i, a in enumerate(answers) if a.text is not None]
     n = len(questions)
     return AnswerResult(
@@ -718,7 +734,9 @@ def _score_answers(
         f1=sum(f1) / n,
         no_answer_rate=1 - len(answered) / n,
         accuracy_when_answered=sum(f1[i] >= ACCURATE_F1 for i in answered) / len(answered) if answered else 0.0,
-        reliability=reliability([answers[i].confidence for i in answered], [f1[i] for i in answered]),
+        forced_exact_match=sum(forced_em) / n,
+        forced_f1=sum(forced_f1) / n,
+        reliability=reliability([a.confidence for a in answers], forced_f1),
         seconds=round(seconds, 2),
     )
 
@@ -731,6 +749,32 @@ def evaluate_answers(index: Index, dataset: Dataset, *, k: int = 5, mode: str | 
     started = time.perf_counter()
     answers = [index.ask(q.text, k=k, mode=mode) for q in questions]
     return _score_answers("end-to-end", check_mode(mode), answers, questions, time.perf_counter() - started)
+
+
+def evaluate_unanswerable(index: Index, dataset: Dataset, *, k: int = 5, mode: str | None = None) -> AnswerResult:
+    """Questions the corpus cannot answer (no answers, no gold): withholding is right (SQuAD 2.0's scoring).
+
+    EM and F1 are the share withheld; the forced ones are 0 (any answer is wrong).
+    """
+    from qa.retrieval import check_mode
+
+    questions = [q for q in dataset.questions if not q.answers and not q.gold]
+    started = time.perf_counter()
+    answers = [index.ask(q.text, k=k, mode=mode) for q in questions]
+    withheld = sum(a.text is None for a in answers) / len(questions)
+    return AnswerResult(
+        setting="unanswerable",
+        mode=check_mode(mode),
+        questions=len(questions),
+        exact_match=withheld,
+        f1=withheld,
+        no_answer_rate=withheld,
+        accuracy_when_answered=0.0,
+        forced_exact_match=0.0,
+        forced_f1=0.0,
+        reliability=reliability([a.confidence for a in answers], [0.0] * len(answers)),
+        seconds=round(time.perf_counter() - started, 2),
+    )
 
 
 def rows_by_unit(index: Index, unit: str) -> dict[str, list[int]]:
@@ -840,12 +884,16 @@ def evaluate(
             notes.append("given-paragraph EM/F1 skipped: qa.answering has no read(question, hits)")
         else:
             answer_results.append(given)
+    if answers and dataset.articles is None and any(not q.answers and not q.gold for q in dataset.questions):
+        answer_results.append(evaluate_unanswerable(index, dataset, k=k, mode=answer_mode))
     units = {
         unit_key(p.source.doc_id, None if dataset.unit == "document" else p.source.paragraph) for p in index.passages
     }
     notes.append(
         f"rankings are de-duplicated by {dataset.unit} (best window wins) before scoring; "
-        "EM/F1 count a no-answer as wrong; reliability accuracy = share of answers with F1 >= 0.5"
+        "EM/F1 count a no-answer as wrong; forced EM/F1 score every question's best candidate, withheld or not; "
+        "reliability bins every question's best candidate by confidence (accuracy = share with F1 >= 0.5; "
+        "the no-answer threshold is the confidence below which qa withholds)"
     )
     return EvalReport(
         command=command,
@@ -895,7 +943,8 @@ def format_report(report: EvalReport) -> str:
         ]
         lines += ["Retrieval (open, every question searches the whole corpus)", *_table(header, rows), ""]
     if report.answers:
-        header = ["setting", "mode", "questions", "EM", "F1", "no-answer", "acc. answered", "seconds"]
+        header = ["setting", "mode", "questions", "EM", "F1", "no-answer", "acc. answered", "forced EM", "forced F1"]
+        header.append("seconds")
         rows = [
             [
                 a.setting,
@@ -905,13 +954,15 @@ def format_report(report: EvalReport) -> str:
                 f"{a.f1:.4f}",
                 f"{a.no_answer_rate:.4f}",
                 f"{a.accuracy_when_answered:.4f}",
+                f"{a.forced_exact_match:.4f}",
+                f"{a.forced_f1:.4f}",
                 f"{a.seconds:.1f}",
             ]
             for a in report.answers
         ]
         lines += ["Answers", *_table(header, rows), ""]
         for a in report.answers:
-            header = ["confidence", "answers", "mean conf.", "accuracy (F1>=0.5)"]
+            header = ["confidence", "questions", "mean conf.", "accuracy (F1>=0.5)"]
             rows = [
                 [
                     f"[{b.low:.1f}, {b.high:.1f}{']' if b.high == 1.0 else ')'}",

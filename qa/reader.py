@@ -49,7 +49,8 @@ class Span:
         end: character offset one past the answer.
         score: in [0, 1]; roughly the probability that the answer is right.
         passage_index: which of the given passages the answer comes from.
-        sentence: (start, end) of the sentence holding the answer, in the same passage.
+        sentence: (start, end) of the sentence that answers, in the same passage: the one holding
+            the answer, or for an answer resolved from a pronoun, the pronoun's (the answer is earlier).
     """
 
     text: str
@@ -70,8 +71,13 @@ class Reader(Protocol):
         passage_scores: Sequence[float] | None = None,
         *,
         top_n: int = 5,
+        per_passage: bool = False,
     ) -> list[Span]:
-        """Best answer candidates over all passages, best first (distinct answer texts)."""
+        """Best answer candidates over all passages, best first.
+
+        Answer texts are distinct (after SQuAD normalisation), or with ``per_passage``
+        distinct within each passage, so the same answer may come back once per passage.
+        """
         ...
 
 
@@ -250,8 +256,8 @@ class _Passage:
         return self.text[a:b]
 
     def sentence_of(self, c: _Candidate) -> tuple[int, int]:
-        s = c.antecedent[0] if c.antecedent else c.start
-        return self.sents[int(self.tok_sent[s])]
+        # The mention's sentence: for "he" resolved to "Hikmet Hajiyev", the one saying what he did.
+        return self.sents[int(self.tok_sent[c.start])]
 
     def embeddings(self, embedder: Any) -> np.ndarray:
         """Unit MiniLM vectors of the sentences, computed once per passage."""
@@ -584,6 +590,7 @@ class FeatureReader:
         passage_scores: Sequence[float] | None = None,
         *,
         top_n: int = 5,
+        per_passage: bool = False,
     ) -> list[Span]:
         """Best answer candidates over all passages, best first (distinct answer texts).
 
@@ -593,6 +600,7 @@ class FeatureReader:
             passage_scores: retrieval scores, higher is better; used only to break near-ties
                 between passages, since their scale depends on the retriever.
             top_n: how many spans to return at most.
+            per_passage: distinct answer texts within each passage rather than overall.
 
         Returns:
             Up to ``top_n`` spans, best first, with ``score`` ≈ P(answer right | the passages hold it).
@@ -608,7 +616,7 @@ class FeatureReader:
         if not any(t.strip() for t in texts):
             return []
         parsed, scores = self.raw_scores(question, texts)
-        return select_spans(parsed, scores, self._calibration, passage_scores, top_n)
+        return select_spans(parsed, scores, self._calibration, passage_scores, top_n, per_passage=per_passage)
 
 
 def calibrate(raw: np.ndarray, margin: np.ndarray, coef: Sequence[float]) -> np.ndarray:
@@ -624,6 +632,8 @@ def select_spans(
     coef: Sequence[float],
     passage_scores: Sequence[float] | None,
     top_n: int,
+    *,
+    per_passage: bool = False,
 ) -> list[Span]:
     """Turn candidate scores into distinct, calibrated spans, best first."""
     entries: list[tuple[float, int, int]] = []
@@ -646,14 +656,15 @@ def select_spans(
     other = np.where(np.array([k == keys[0] for k in keys]), runner_up, raw[0])
     probs = calibrate(raw, raw - other, coef)
     out: list[Span] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, int]] = set()
     for (_, pi, ci), prob, key in zip(entries, probs, keys, strict=True):
         p = parsed[pi]
         c = p.candidates[ci]
         start, end = p.char_span(c)
-        if not key or key in seen:
+        where = (key, pi if per_passage else -1)
+        if not key or where in seen:
             continue
-        seen.add(key)
+        seen.add(where)
         out.append(Span(p.text[start:end], start, end, float(prob), pi, p.sentence_of(c)))
         if len(out) >= top_n:
             break
@@ -719,6 +730,7 @@ class TransformersReader:
         passage_scores: Sequence[float] | None = None,
         *,
         top_n: int = 5,
+        per_passage: bool = False,
     ) -> list[Span]:
         """Best answer candidates over all passages, best first (distinct answer texts).
 
@@ -727,6 +739,7 @@ class TransformersReader:
             passages: texts that may hold the answer.
             passage_scores: ignored beyond tie-breaking; the model scores spans itself.
             top_n: how many spans to return at most.
+            per_passage: distinct answer texts within each passage rather than overall.
 
         Returns:
             Up to ``top_n`` spans; ``score`` is the span's probability under the model's
@@ -777,10 +790,10 @@ class TransformersReader:
                     found.append((prob, pi, int(a), int(b)))
         found.sort(key=lambda x: -x[0])
         spans: list[Span] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, int]] = set()
         for prob, pi, a, b in found:
             text = passages[pi]
-            key = normalize_answer(text[a:b]) or text[a:b]
+            key = (normalize_answer(text[a:b]) or text[a:b], pi if per_passage else -1)
             if key in seen:
                 continue
             seen.add(key)

@@ -137,7 +137,9 @@ def test_evaluate_with_fake_embedder(fake_embedder, monkeypatch: pytest.MonkeyPa
         assert result.exact_match == 0.5 and result.f1 == 0.5
         assert result.no_answer_rate == 0.5
         assert result.accuracy_when_answered == 1.0
-        assert [b.answers for b in result.reliability] == [0, 0, 0, 0, 1]
+        # Every question's best candidate is binned: the withheld one (0.1) too.
+        assert [b.answers for b in result.reliability] == [1, 0, 0, 0, 1]
+        assert result.forced_f1 == 0.5  # the withheld question had no candidate at all
     assert json.loads(ev.report_json(report))["qa_version"]
     assert "R@1" in ev.format_report(report)
 
