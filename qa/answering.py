@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from qa.embedding import Embedder, get_embedder
 from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
 
 if TYPE_CHECKING:
-    from qa.index import Index
     from qa.reader import Reader, Span
+    from qa.store import Store
 
 # How many of the retrieved passages the reader reads. More finds answers that
 # retrieval ranked lower, at ~30 ms per extra passage (benchmarks/latency.py).
@@ -120,7 +122,7 @@ def coverage(question_terms: set[str], text: str) -> float:
 
 
 def answer(
-    index: Index,
+    index: Store,
     question: str,
     *,
     k: int = 5,
@@ -128,9 +130,35 @@ def answer(
     reader: Reader | None = None,
     **search_options: Any,
 ) -> Answer:
-    """Answer ``question`` from ``index``: retrieve ``k`` passages, then read the best of them."""
+    """Answer ``question`` from ``index``: retrieve ``k`` passages, then read the best of them.
+
+    The passages' vectors (and their sentences', where the index keeps them) come from the
+    index: reading embeds nothing but the question.
+    """
     hits = index.search(question, k=k, mode=mode, **search_options)
-    return read(question, hits, reader=reader, embedder=index.embedder)
+    ids = [h.passage_id for h in hits[:READ_PASSAGES]]
+    known = Embeddings(
+        question=index.embed_queries([question.strip()])[0],
+        passages=index.vectors_of(ids),
+        sentences=index.sentence_vectors_of(ids),
+    )
+    return read(question, hits, reader=reader, embedder=index.embedder, known=known)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors the caller already has for a question and its passages (unit length, the index's model).
+
+    Attributes:
+        question: ``(dim,)``.
+        passages: ``(n, dim)``, one row per passage read.
+        sentences: per passage read, its sentences' vectors in `qa.documents.split_sentences` order,
+            or None where they are not stored.
+    """
+
+    question: np.ndarray
+    passages: np.ndarray
+    sentences: Sequence[np.ndarray | None]
 
 
 def candidate_features(
@@ -139,6 +167,7 @@ def candidate_features(
     *,
     reader: Reader | None = None,
     embedder: Embedder | None = None,
+    known: Embeddings | None = None,
 ) -> list[tuple[Span, dict[str, float]]]:
     """The reader's spans over ``hits``, each with the inputs of `confidence` (`FEATURES`):
     the span's score, the cosine of the question and the span's passage, the best such cosine,
@@ -146,6 +175,7 @@ def candidate_features(
 
     An answer found in several passages comes back once per passage: which occurrence is the
     evidence is decided by `confidence`, which weighs how well each passage fits the question.
+    ``known`` spares embedding what the index already holds (see `answer`).
     """
     if not hits:
         return []
@@ -153,12 +183,19 @@ def candidate_features(
         from qa.reader import default_reader
 
         reader = default_reader()
-    embedder = get_embedder(embedder)
-    vectors = embedder.encode([question, *(h.text for h in hits)])
-    cosines = (vectors[1:] @ vectors[0]).astype(float)
+    if known is None or len(known.passages) != len(hits):
+        vectors = get_embedder(embedder).encode([question, *(h.text for h in hits)])
+        known = Embeddings(vectors[0], vectors[1:], [None] * len(hits))
+    cosines = (known.passages @ known.question).astype(float)
     max_cosine = float(cosines.max())
     spans = reader.read(
-        question, [h.text for h in hits], cosines.tolist(), top_n=(ALTERNATIVES + 1) * len(hits), per_passage=True
+        question,
+        [h.text for h in hits],
+        cosines.tolist(),
+        top_n=(ALTERNATIVES + 1) * len(hits),
+        per_passage=True,
+        question_vector=known.question,
+        sentence_vectors=known.sentences,
     )
     asked = _terms(question)
     passage_coverage = [coverage(asked, h.text) for h in hits]
@@ -183,6 +220,7 @@ def read(
     reader: Reader | None = None,
     embedder: Embedder | None = None,
     passages: int = READ_PASSAGES,
+    known: Embeddings | None = None,
 ) -> Answer:
     """Answer ``question`` from given passages (no retrieval), e.g. to judge the reader alone.
 
@@ -192,13 +230,14 @@ def read(
         reader: extracts answer spans; the default `qa.reader.FeatureReader` when None.
         embedder: the model for question–passage similarity; the default model when None.
         passages: how many of ``hits`` to read.
+        known: the question's and the read passages' vectors, if the caller has them.
     """
     question = question.strip()
     hits = tuple(hits)
     if not hits:
         return Answer(question, None, 0.0, None, ())
     read_hits = hits[:passages]
-    candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder)
+    candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder, known=known)
     scored = []
     seen: set[str] = set()
     # Best first; an answer met in several passages keeps its most confident occurrence.

@@ -478,6 +478,34 @@ class Index:
         """The vectors of ``rows`` (a float32 copy of shape ``(len(rows), dim)``)."""
         return np.asarray(self._vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32).reshape(-1, self._dim)
 
+    def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of these passages, ``(len(passage_ids), dim)`` float32.
+
+        Raises:
+            KeyError: a passage id the index does not hold.
+        """
+        rows = self._rows_of_ids(np.array([faiss_id(p) for p in passage_ids], dtype=np.int64))
+        if (rows < 0).any():
+            raise KeyError(f"passage {passage_ids[int(np.argmax(rows < 0))]} is not in this index")
+        return self.passage_vectors(rows)
+
+    def sentence_vectors_of(self, passage_ids: Sequence[str]) -> list[np.ndarray | None]:
+        """Each passage's sentence vectors, ``(n_sentences, dim)`` float32 in `split_sentences` order.
+
+        None for a multi-sentence passage of an index that keeps no sentence vectors.
+        """
+        rows = self._rows_of_ids(np.array([faiss_id(p) for p in passage_ids], dtype=np.int64))
+        out: list[np.ndarray | None] = []
+        for row in rows.tolist():
+            block = self._sentences.block(row) if self._sentences is not None and row >= 0 else None
+            if block is not None and len(block):
+                out.append(block.astype(np.float32))
+            elif block is not None:  # one sentence: its vector is the passage's
+                out.append(self.passage_vectors(np.array([row])))
+            else:
+                out.append(None)
+        return out
+
     def best_sentence_scores(self, vector: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """For each row, the best cosine between ``vector`` and one sentence of that passage.
 

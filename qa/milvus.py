@@ -580,7 +580,7 @@ class MilvusIndex:
         from qa.answering import answer
 
         mode = _check_mode(mode)
-        return answer(self, question, k=k, mode=mode, **_filter_kwargs(filters), **options)  # type: ignore[arg-type]
+        return answer(self, question, k=k, mode=mode, **_filter_kwargs(filters), **options)
 
     # -- Passages by key ---------------------------------------------------
 
@@ -764,6 +764,23 @@ class MilvusIndex:
             _write_manifest(self._client, self.target, self.manifest)
         self.last_update = _report(old, passages, len(fresh), len(self))
         return self.last_update
+
+    def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of these passages, ``(len(passage_ids), dim)`` float32 (one round trip).
+
+        Raises:
+            KeyError: a passage id the collection does not hold.
+        """
+        keys = [faiss_id(p) for p in passage_ids]
+        found = self._vectors_of(keys)
+        missing = [p for p, key in zip(passage_ids, keys, strict=True) if key not in found]
+        if missing:
+            raise KeyError(f"passage {missing[0]} is not in {self.target.name}")
+        return np.array([found[key] for key in keys], dtype=np.float32).reshape(len(keys), self.dim)
+
+    def sentence_vectors_of(self, passage_ids: Sequence[str]) -> list[np.ndarray | None]:
+        """None for every passage: Milvus collections keep passage vectors only."""
+        return [None] * len(passage_ids)
 
     def _vectors_of(self, keys: list[int]) -> dict[int, np.ndarray]:
         out: dict[int, np.ndarray] = {}

@@ -72,11 +72,16 @@ class Reader(Protocol):
         *,
         top_n: int = 5,
         per_passage: bool = False,
+        question_vector: np.ndarray | None = None,
+        sentence_vectors: Sequence[np.ndarray | None] | None = None,
     ) -> list[Span]:
         """Best answer candidates over all passages, best first.
 
         Answer texts are distinct (after SQuAD normalisation), or with ``per_passage``
         distinct within each passage, so the same answer may come back once per passage.
+        ``question_vector`` and ``sentence_vectors`` (per passage, its sentences' unit vectors in
+        `qa.documents.split_sentences` order, or None) are embeddings the caller already has;
+        a reader that uses embeddings takes them instead of computing them.
         """
         ...
 
@@ -560,25 +565,35 @@ class FeatureReader:
             self._embedder = get_embedder()
         return self._embedder
 
-    def _passage(self, text: str) -> _Passage:
+    def _passage(self, text: str, sentence_vectors: np.ndarray | None = None) -> _Passage:
         with self._lock:
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
                 return hit
         parsed = _Passage(_nlp(), text)
-        parsed.embeddings(self.embedder)
+        if sentence_vectors is not None and len(sentence_vectors) == len(parsed.sents):
+            parsed.set_embeddings(np.asarray(sentence_vectors, dtype=np.float32))
+        else:
+            parsed.embeddings(self.embedder)
         with self._lock:
             self._cache[text] = parsed
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return parsed
 
-    def raw_scores(self, question: str, passages: Sequence[str]) -> tuple[list[_Passage], list[np.ndarray]]:
-        """Ranker scores (uncalibrated) of every candidate in every passage."""
-        parsed = [self._passage(p) for p in passages]
+    def raw_scores(
+        self,
+        question: str,
+        passages: Sequence[str],
+        question_vector: np.ndarray | None = None,
+        sentence_vectors: Sequence[np.ndarray | None] | None = None,
+    ) -> tuple[list[_Passage], list[np.ndarray]]:
+        """Ranker scores (uncalibrated) of every candidate in every passage (embeddings as in `read`)."""
+        known = list(sentence_vectors) if sentence_vectors is not None else [None] * len(passages)
+        parsed = [self._passage(p, v) for p, v in zip(passages, known, strict=True)]
         q = analyse_question(_nlp(), question)
-        q_emb = self.embedder.encode([question])[0]
+        q_emb = self.embedder.encode([question])[0] if question_vector is None else question_vector
         feats = question_features(q, parsed, q_emb)
         scores = [np.asarray(self._booster.predict(f), dtype=np.float64) if len(f) else np.zeros(0) for f in feats]
         return parsed, scores
@@ -591,6 +606,8 @@ class FeatureReader:
         *,
         top_n: int = 5,
         per_passage: bool = False,
+        question_vector: np.ndarray | None = None,
+        sentence_vectors: Sequence[np.ndarray | None] | None = None,
     ) -> list[Span]:
         """Best answer candidates over all passages, best first (distinct answer texts).
 
@@ -601,12 +618,14 @@ class FeatureReader:
                 between passages, since their scale depends on the retriever.
             top_n: how many spans to return at most.
             per_passage: distinct answer texts within each passage rather than overall.
+            question_vector: the question's unit vector from the same model, if already computed.
+            sentence_vectors: per passage, its sentences' unit vectors, or None to compute them.
 
         Returns:
             Up to ``top_n`` spans, best first, with ``score`` ≈ P(answer right | the passages hold it).
 
         Raises:
-            InputError: empty question, or passage_scores of the wrong length.
+            InputError: empty question, or passage_scores or sentence_vectors of the wrong length.
         """
         if not question.strip():
             raise InputError("the question is empty")
@@ -615,7 +634,9 @@ class FeatureReader:
         texts = [p if isinstance(p, str) else str(p) for p in passages]
         if not any(t.strip() for t in texts):
             return []
-        parsed, scores = self.raw_scores(question, texts)
+        if sentence_vectors is not None and len(sentence_vectors) != len(passages):
+            raise InputError("sentence_vectors must have one entry (or None) per passage")
+        parsed, scores = self.raw_scores(question, texts, question_vector, sentence_vectors)
         return select_spans(parsed, scores, self._calibration, passage_scores, top_n, per_passage=per_passage)
 
 
@@ -731,6 +752,8 @@ class TransformersReader:
         *,
         top_n: int = 5,
         per_passage: bool = False,
+        question_vector: np.ndarray | None = None,
+        sentence_vectors: Sequence[np.ndarray | None] | None = None,
     ) -> list[Span]:
         """Best answer candidates over all passages, best first (distinct answer texts).
 
@@ -740,6 +763,7 @@ class TransformersReader:
             passage_scores: ignored beyond tie-breaking; the model scores spans itself.
             top_n: how many spans to return at most.
             per_passage: distinct answer texts within each passage rather than overall.
+            question_vector, sentence_vectors: ignored (the model reads the text itself).
 
         Returns:
             Up to ``top_n`` spans; ``score`` is the span's probability under the model's

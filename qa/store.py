@@ -67,6 +67,14 @@ class Store(Protocol):
         """Unit ``(n, dim)`` float32 query vectors, refused if the model does not fit the store."""
         ...
 
+    def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray:
+        """The stored ``(n, dim)`` vectors of these passages (so answering need not embed them again)."""
+        ...
+
+    def sentence_vectors_of(self, passage_ids: Sequence[str]) -> list[np.ndarray | None]:
+        """Each passage's stored sentence vectors, or None where the store keeps none."""
+        ...
+
     def select_rows(self, filters: Filters | Mapping[str, Any] | None) -> Any:
         """A selection of the passages ``filters`` allow (None: all), for `dense_search`; ``len()`` counts them."""
         ...

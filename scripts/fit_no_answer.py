@@ -5,9 +5,12 @@ Unanswerable ones: the same questions with their own article removed from the
 results (the corpus then holds no answer). A logistic regression maps each
 candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
 share of the question's words in the passage and in the answer's sentence) to
-P(answer right, F1 >= 0.5); the threshold maximises right answers + right
-abstentions on that 50/50 mix (SQuAD 2.0's way of scoring abstention). Held-out
-articles are never read.
+P(answer right, F1 >= 0.5); the threshold maximises SQuAD 2.0's F1 on that 50/50
+mix (an answerable question scores the F1 of the answer given, or 0 if withheld; an
+unanswerable one scores 1 if withheld, else 0). Held-out articles are never read.
+
+``--features FILE`` keeps the candidates' features (JSON): a second run with the same
+file refits without reading the questions again.
 
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/fit_no_answer.py --data ../shared/data/dev-v1.1.json.zip
 """
@@ -35,15 +38,61 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dev-v1.1.json.zip"))
     parser.add_argument("--questions", type=int, default=400, help="tune questions sampled (seed 0)")
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
+    parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
 
-    dataset = load_squad(args.data, split="tune")
+    cache = Path(args.features) if args.features else None
+    if cache is not None and cache.exists():
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved["features"] != list(FEATURES) or saved["questions"] != args.questions:
+            raise SystemExit(f"{cache} holds other features or another sample; delete it to recompute")
+        rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
+    else:
+        rows, f1s, groups = collect(args.data, args.questions)
+        if cache is not None:
+            payload = {"features": list(FEATURES), "questions": args.questions, "rows": rows, "f1": f1s}
+            cache.write_text(json.dumps({**payload, "groups": groups}), encoding="utf-8")
+    labels = [int(f >= 0.5) for f in f1s]
+    x, y = np.array(rows), np.array(labels)
+    model = LogisticRegression(C=1.0).fit(x, y)
+    probabilities = model.predict_proba(x)[:, 1]
+
+    # Decide per (question, condition) on the most confident span, as `read` does.
+    best: dict[tuple[int, bool], tuple[float, float]] = {}
+    for group, p, f1 in zip(groups, probabilities, f1s, strict=True):
+        if group not in best or p > best[group][0]:
+            best[group] = (float(p), f1)
+    thresholds = np.round(np.arange(0.05, 0.95, 0.01), 2)
+    utility = []
+    for t in thresholds:
+        score = sum((f1 if p >= t else 0.0) if ok else float(p < t) for (_, ok), (p, f1) in best.items())
+        utility.append(score / len(best))
+    threshold = float(thresholds[int(np.argmax(utility))])
+    answered = [p >= threshold for (_, ok), (p, _) in best.items() if ok]
+    rejected = [p < threshold for (_, ok), (p, _) in best.items() if not ok]
+    print(f"threshold {threshold}: SQuAD 2.0 F1 {max(utility):.3f} on the 50/50 tune mix; "
+          f"answerable answered {np.mean(answered):.2f}, unanswerable rejected {np.mean(rejected):.2f}")
+    calibration = {
+        "weights": dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)),
+        "bias": float(model.intercept_[0]),
+        "threshold": threshold,
+        "fitted_on": f"SQuAD v1.1 dev tune split, {args.questions} questions x (answerable, own article removed)",
+        "command": "python scripts/fit_no_answer.py --questions " + str(args.questions),
+    }
+    Path(args.out).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(calibration, indent=2))
+    return 0
+
+
+def collect(data: str, n: int) -> tuple[list[list[float]], list[float], list[tuple[int, bool]]]:
+    """Features and answer F1 of every candidate, for ``n`` tune questions asked with and without their article."""
+    dataset = load_squad(data, split="tune")
     index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
-    questions = random.Random(0).sample(list(dataset.questions), args.questions)
+    questions = random.Random(0).sample(list(dataset.questions), n)
     rows: list[list[float]] = []
-    labels: list[int] = []
+    f1s: list[float] = []
     groups: list[tuple[int, bool]] = []  # (question number, answerable)
     started = time.perf_counter()
     for number, question in enumerate(questions):
@@ -54,41 +103,11 @@ def main() -> int:
             chosen = pool[:READ_PASSAGES]
             for span, features in candidate_features(question.text, chosen, embedder=index.embedder):
                 rows.append([features[name] for name in FEATURES])
-                labels.append(int(answerable and f1_score(span.text, question.answers) >= 0.5))
+                f1s.append(f1_score(span.text, question.answers) if answerable else 0.0)
                 groups.append((number, answerable))
         if number % 50 == 0:
             print(f"{number}/{len(questions)} questions, {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    x, y = np.array(rows), np.array(labels)
-    model = LogisticRegression(C=1.0).fit(x, y)
-    probabilities = model.predict_proba(x)[:, 1]
-
-    # Decide per (question, condition) on the most confident span, as `read` does.
-    best: dict[tuple[int, bool], tuple[float, int]] = {}
-    for group, p, label in zip(groups, probabilities, labels, strict=True):
-        if group not in best or p > best[group][0]:
-            best[group] = (float(p), label)
-    thresholds = np.round(np.arange(0.05, 0.95, 0.01), 2)
-    utility = []
-    for t in thresholds:
-        right = sum(
-            (p >= t and label == 1) or (p < t and not answerable) for (_, answerable), (p, label) in best.items()
-        )
-        utility.append(right / len(best))
-    threshold = float(thresholds[int(np.argmax(utility))])
-    answered = [(p, label) for (_, ok), (p, label) in best.items() if ok]
-    print(f"threshold {threshold}: decisions right {max(utility):.3f} on the 50/50 tune mix; "
-          f"answerable answered {np.mean([p >= threshold for p, _ in answered]):.2f}, "
-          f"unanswerable rejected {np.mean([p < threshold for (_, ok), (p, _) in best.items() if not ok]):.2f}")
-    calibration = {
-        "weights": dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)),
-        "bias": float(model.intercept_[0]),
-        "threshold": threshold,
-        "fitted_on": f"SQuAD v1.1 dev tune split, {len(questions)} questions x (answerable, own article removed)",
-        "command": "python scripts/fit_no_answer.py --questions " + str(args.questions),
-    }
-    Path(args.out).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(calibration, indent=2))
-    return 0
+    return rows, f1s, groups
 
 
 if __name__ == "__main__":
