@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint notebooks notebooks-clean clean
+.PHONY: install demo test lint notebooks notebooks-clean results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ notebooks: install
 # Rewrite the notebooks from their generator, without outputs: run before committing.
 notebooks-clean: install
 	$(BIN)/python notebooks/build_notebooks.py
+
+# Every number in the README's Results section: the evaluations and benchmarks, run one after
+# another on a quiet machine (about two hours on 2 cores), then rendered into README.md.
+results: install
+	$(BIN)/python benchmarks/make_results.py
 
 clean:
 	rm -rf $(VENV) indexes/default .pytest_cache .mypy_cache .ruff_cache

