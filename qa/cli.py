@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -219,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("qa: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:
+            # `qa ask ... | head`: the reader left. Python's documented recipe: point stdout at
+            # devnull so the flush at exit does not raise again, and exit as a closed pipe would.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:

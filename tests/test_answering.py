@@ -39,6 +39,12 @@ def test_design_question_answer_evidence_and_alternative(seed_index) -> None:  #
     assert others & set(MEDIATORS), [a.text for a in answer.alternatives]
     for alternative in answer.alternatives:
         assert alternative.evidence.text[alternative.span[0] : alternative.span[1]] == alternative.text
+    # Never what the question already names, never one answer twice with other edges.
+    assert not {a.text for a in answer.alternatives} & {"Israel", "Turkey", "Turkey-Israel"}
+    spans = [(answer.evidence[0].passage_id, *answer.span)]
+    spans += [(a.evidence.passage_id, *a.span) for a in answer.alternatives]
+    for i, (passage, start, end) in enumerate(spans):
+        assert not any(p == passage and s < end and start < e for p, s, e in spans[:i]), spans
     assert json.loads(json.dumps(asdict(answer)))["text"] == answer.text
 
 
