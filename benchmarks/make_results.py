@@ -93,6 +93,16 @@ def render_eval(report: dict[str, Any], name: str) -> list[str]:
         for r in report["retrieval"]
     ]
     lines += [_table(["mode", *(f"recall@{k}" for k in ks), "MRR@10", "nDCG@10"], rows), ""]
+    end_to_end = [a for a in report["answers"] if a["setting"] == "end-to-end"]
+    if end_to_end:
+        # One glance: what each retrieval mode finds, and what the reader makes of the default's.
+        a = end_to_end[0]
+        recalls = {r["mode"]: [f"{r['recall'][k]:.3f}" for k in ("1", "5")] for r in report["retrieval"]}
+        rows = [[mode, *recall, "–", "–"] for mode, recall in recalls.items()]
+        if a["mode"] in recalls:
+            scores = [f"{100 * a['exact_match']:.1f}", f"{100 * a['f1']:.1f}"]
+            rows.append([f"**{a['mode']} + reader**", *recalls[a["mode"]], *scores])
+        lines += [_table(["", "recall@1", "recall@5", "answer EM", "answer F1"], rows), ""]
     if report["answers"]:
         rows = [
             [
