@@ -119,7 +119,8 @@ def render_eval(report: dict[str, Any], name: str) -> list[str]:
         ]
         head = ["answers", "retrieval", "questions", "EM", "F1", "no-answer rate", "forced EM", "forced F1"]
         lines += [_table(head, rows), ""]
-        for a in report["answers"]:
+        # Questions with no answer have no accuracy to bin: their row above says how many were withheld.
+        for a in (a for a in report["answers"] if a["setting"] != "unanswerable"):
             rows = [
                 [
                     f"{b['low']:.1f}–{b['high']:.1f}",
