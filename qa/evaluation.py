@@ -35,6 +35,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import shlex
 import string
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 RECALL_KS = (1, 5, 10, 20)
 SCIFACT_RECALL_KS = (1, 5, 10, 20, 100)
 SQUAD_FILE = "dev-v1.1.json.zip"
+#: A folder holding the data files, searched before ../shared/data.
+DATA_DIR_ENV = "QA_DATA_DIR"
 SCIFACT_FILE = "scifact.zip"
 DATASETS = ("squad", "scifact")
 SPLITS = ("heldout", "tune", "all")
@@ -996,9 +999,12 @@ def report_json(report: EvalReport) -> str:
 
 
 def data_candidates(name: str) -> list[Path]:
-    """Where ``qa eval`` looks for a data file: ``../shared/data`` beside the repo, then beside the working dir."""
+    """Where ``qa eval`` looks for a data file: ``$QA_DATA_DIR``, then ``../shared/data`` beside
+    the repo, then beside the working dir."""
     repo = Path(__file__).resolve().parent.parent
     places = [repo.parent / "shared" / "data" / name, Path.cwd().parent / "shared" / "data" / name]
+    if os.environ.get(DATA_DIR_ENV):
+        places.insert(0, Path(os.environ[DATA_DIR_ENV]) / name)
     return list(dict.fromkeys(p.resolve() for p in places))
 
 
@@ -1018,7 +1024,7 @@ def find_data(name: str, given: str | None) -> Path:
         if path.is_file():
             return path
     looked = ", ".join(str(p) for p in candidates)
-    raise InputError(f"{name} not found (looked at {looked}); pass its path with --data PATH")
+    raise InputError(f"{name} not found (looked at {looked}); pass its path with --data PATH or set {DATA_DIR_ENV}")
 
 
 def add_eval_parser(commands: Any) -> argparse.ArgumentParser:

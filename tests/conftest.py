@@ -17,7 +17,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "seeds" / "000_400d80341ec88f4a.txt"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 class HashEmbedder:
@@ -90,7 +89,10 @@ def seed_index(tmp_path_factory: pytest.TempPathFactory, real_embedder):  # type
 
 
 def shared_data(name: str) -> Path:
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"evaluation data {path} not found (it lives in ../shared/data beside the repo)")
+    from qa.evaluation import DATA_DIR_ENV, data_candidates
+
+    path = next((p for p in data_candidates(name) if p.exists()), None)
+    if path is None:
+        # A clone away from ../shared (a fresh clone in /tmp): say how to point the tests at the data.
+        pytest.skip(f"evaluation data {name} not found in ../shared/data beside the repo; set {DATA_DIR_ENV}")
     return path
