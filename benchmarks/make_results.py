@@ -76,7 +76,8 @@ def _load(out_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def _command(report: dict[str, Any], name: str) -> str:
-    return str(report.get("command") or shlex.join(RUNS[name]))
+    # The runs write their JSON to absolute paths; shown relative, the command works in any clone.
+    return str(report.get("command") or shlex.join(RUNS[name])).replace(f"{ROOT}/", "")
 
 
 def render_eval(report: dict[str, Any], name: str) -> list[str]:
@@ -176,7 +177,11 @@ def render(out_dir: Path) -> str:
         rows = []
         if plain:
             rows.append(
-                [f"plain script (`{plain['command']}`)", f"{plain['ndcg_at_10']:.4f}", f"{plain['recall_at_100']:.4f}"]
+                [
+                    f"plain script (`{_command(plain, 'scifact_plain')}`)",
+                    f"{plain['ndcg_at_10']:.4f}",
+                    f"{plain['recall_at_100']:.4f}",
+                ]
             )
         if scifact:
             labels = {
@@ -207,7 +212,7 @@ def render(out_dir: Path) -> str:
             sections += [
                 f"#### {title}",
                 "",
-                f"Reproduce: `{data['command']}`  ",
+                f"Reproduce: `{_command(data, name)}`  ",
                 f"qa {m['qa_version']}, torch {m['torch']}, faiss {m['faiss']}, {m['cpus']} cores, "
                 f"load average at start {', '.join(f'{x:.1f}' for x in m['load_average'])}.",
                 "",
@@ -249,7 +254,7 @@ def render_scale(data: dict[str, Any]) -> list[str]:
     return [
         "### Scale: index types at 1M passages",
         "",
-        f"Reproduce: `{data['command']}`  ",
+        f"Reproduce: `{_command(data, 'scale')}`  ",
         _machine_line(data),
         "",
         f"Data: {data['data']}. Latency (p50/p95, ms) is one query at a time on one thread, through "
@@ -288,7 +293,7 @@ def render_milvus(data: dict[str, Any]) -> list[str]:
     return [
         "### Scaling out: the Milvus backend at 100k passages",
         "",
-        f"Reproduce: `{data['command']}`  ",
+        f"Reproduce: `{_command(data, 'milvus')}`  ",
         _machine_line(data),
         "",
         f"Data: {data['data']}. Every row is a full qa passage (text and attribution). FAISS flat (exact) on the "

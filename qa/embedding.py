@@ -32,7 +32,7 @@ _ALIASES = {
 PROGRESS_MIN_TEXTS = 64
 
 # On a 2-core machine torch's default of one thread per core makes a single
-# query fight with any other busy process (measured in benchmarks/threads.py):
+# query fight with any other busy process (measured by `benchmarks/compare.py threads`):
 # one thread for short inputs, all cores for batch encoding.
 QUERY_THREADS_ENV = "QA_QUERY_THREADS"
 BATCH_THREADS_ENV = "QA_BATCH_THREADS"
@@ -97,7 +97,8 @@ def resolve_model_path(name: str) -> Path:
     )
 
 
-def _threads(env: str, default: int) -> int:
+def env_threads(env: str, default: int) -> int:
+    """The positive integer in ``$env``, else ``default``."""
     value = os.environ.get(env, "")
     return int(value) if value.isdigit() and int(value) > 0 else default
 
@@ -161,7 +162,7 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         single = len(texts) <= 4
         before = torch.get_num_threads()
-        wanted = _threads(QUERY_THREADS_ENV, 1) if single else _threads(BATCH_THREADS_ENV, os.cpu_count() or 1)
+        wanted = env_threads(QUERY_THREADS_ENV, 1) if single else env_threads(BATCH_THREADS_ENV, os.cpu_count() or 1)
         torch.set_num_threads(wanted)
         try:
             vectors = model.encode(

@@ -69,7 +69,7 @@ import numpy as np
 
 from qa import __version__
 from qa.documents import Passage, Source, load_passages
-from qa.embedding import DEFAULT_MODEL, Embedder, get_embedder
+from qa.embedding import DEFAULT_MODEL, Embedder, env_threads, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters
 from qa.retrieval import Hit, search
@@ -92,6 +92,8 @@ LEXICAL_DIR = "bm25"
 #: What the BM25 index was built from; an index whose manifest names another recipe rebuilds it.
 LEXICAL_RECIPE = "title. text"
 DEFAULT_INDEX = "indexes/default"
+#: FAISS threads for a search (default: 1 for up to 4 queries, else every core).
+SEARCH_THREADS_ENV = "QA_SEARCH_THREADS"
 
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq")
 #: ``index_type="auto"`` stays exact up to this many passages. Measured in benchmarks/scale.py on a
@@ -129,6 +131,20 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
+
+
+@contextlib.contextmanager
+def _faiss_threads(faiss: Any, queries: int) -> Iterator[None]:
+    # benchmarks/compare.py threads: one query over 1M flat vectors took 62 ms on one thread and
+    # 155 ms on two (2 cores): OpenMP start-up and contention outweigh the split for one query.
+    # Many queries at once split well, so batches use every core.
+    wanted = env_threads(SEARCH_THREADS_ENV, 1 if queries <= 4 else os.cpu_count() or 1)
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def faiss_id(passage_id: str) -> int:
@@ -632,7 +648,8 @@ class Index:
         selector = None if rows is None else faiss.IDSelectorBatch(self._ids[rows])
         params = _search_params(self._faiss, selector=selector, ef_search=ef_search, nprobe=nprobe)
         fetch = min(allowed, max(width * factor, RERANK_MIN) if factor > 1 else width)
-        found_scores, found = self._faiss.search(queries, fetch, params=params)
+        with _faiss_threads(faiss, len(queries)):
+            found_scores, found = self._faiss.search(queries, fetch, params=params)
         if factor > 1:
             # Rerank with exact vectors: exact scores, and the candidates' best `width` in exact order.
             scores, out = _rerank(queries, self._vectors, self._rows_of_ids(found), width)
