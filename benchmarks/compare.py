@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SQUAD = ROOT.parent / "shared" / "data" / "dev-v1.1.json.zip"
 SEEDS = ROOT / "seeds"
 VECTOR_CACHE = Path("/tmp/qa-cache/bench-squad-paragraphs.npy")
 # Other scripts of this repo cache the same vectors here (all-MiniLM-L6-v2, SQuAD dev paragraphs in file order).
@@ -55,8 +54,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Shared pieces
 
 
+def squad_zip() -> Path:
+    """SQuAD v1.1 dev, found where `qa eval` looks ($QA_DATA_DIR, then ../shared/data)."""
+    from qa.evaluation import SQUAD_FILE, find_data
+
+    return find_data(SQUAD_FILE, None)
+
+
 def squad_data() -> dict[str, Any]:
-    with zipfile.ZipFile(SQUAD) as archive:
+    with zipfile.ZipFile(squad_zip()) as archive:
         return json.loads(archive.read("dev-v1.1.json"))
 
 
@@ -225,7 +231,7 @@ def squad_index() -> Any:
     from qa.embedding import DEFAULT_MODEL
     from qa.evaluation import default_index_dir, eval_index, load_squad
 
-    dataset = load_squad(SQUAD)
+    dataset = load_squad(squad_zip())
     return eval_index(dataset, index_dir=ROOT / default_index_dir("squad", DEFAULT_MODEL), progress=True)
 
 

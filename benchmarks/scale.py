@@ -38,15 +38,15 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 CACHE = Path("/tmp/qa-cache/squad_paragraphs_minilm.npy")
-SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dev-v1.1.json.zip"
 
 
 def real_vectors(limit: int = 3000) -> tuple[np.ndarray, str]:
     if CACHE.exists():
         return np.load(CACHE).astype(np.float32), f"{CACHE} (cached MiniLM vectors of SQuAD dev paragraphs)"
     from qa.embedding import get_embedder
+    from qa.evaluation import SQUAD_FILE, find_data
 
-    with zipfile.ZipFile(SQUAD) as z:
+    with zipfile.ZipFile(find_data(SQUAD_FILE, None)) as z:
         data = json.loads(z.read(z.namelist()[0]))
     texts = [p["context"] for a in data["data"] for p in a["paragraphs"]][:limit]
     return get_embedder().encode(texts, progress=True), f"{len(texts)} SQuAD dev paragraphs encoded with MiniLM"

@@ -24,13 +24,12 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path("/tmp/qa-cache")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="plain MiniLM + FAISS on SciFact (the MTEB check)")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "scifact.zip"))
+    parser.add_argument("--data", help="SciFact zip (default: $QA_DATA_DIR or ../shared/data)")
     parser.add_argument("--document", choices=("title-space", "abstract", "title-sep"), default="title-space")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--cache", action="store_true", help="cache document vectors in /tmp/qa-cache")
@@ -40,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     from sentence_transformers import SentenceTransformer
 
     from qa.embedding import resolve_model_path
-    from qa.evaluation import load_scifact, ndcg_at_k, recall_at_k
+    from qa.evaluation import SCIFACT_FILE, find_data, load_scifact, ndcg_at_k, recall_at_k
 
-    data = load_scifact(args.data)
+    data = load_scifact(find_data(SCIFACT_FILE, args.data))
     assert data.articles is not None
     titles = [a.title for a in data.articles]
     abstracts = [a.paragraphs[0][len(a.title) + 1 :] for a in data.articles]

@@ -479,7 +479,7 @@ class Index:
 
     def row_of(self, passage_id: str) -> int | None:
         """The row of the passage with this id, or None if the index does not hold it."""
-        rows = self._rows_of_ids(np.array([faiss_id(passage_id)], dtype=np.int64))
+        rows = self._rows_of_passages([passage_id])
         return int(rows[0]) if rows[0] >= 0 else None
 
     def _rows_of_ids(self, ids: np.ndarray) -> np.ndarray:
@@ -494,13 +494,16 @@ class Index:
         """The vectors of ``rows`` (a float32 copy of shape ``(len(rows), dim)``)."""
         return np.asarray(self._vectors[np.asarray(rows, dtype=np.int64)], dtype=np.float32).reshape(-1, self._dim)
 
+    def _rows_of_passages(self, passage_ids: Sequence[str]) -> np.ndarray:
+        return self._rows_of_ids(np.array([faiss_id(p) for p in passage_ids], dtype=np.int64))
+
     def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of these passages, ``(len(passage_ids), dim)`` float32.
 
         Raises:
             KeyError: a passage id the index does not hold.
         """
-        rows = self._rows_of_ids(np.array([faiss_id(p) for p in passage_ids], dtype=np.int64))
+        rows = self._rows_of_passages(passage_ids)
         if (rows < 0).any():
             raise KeyError(f"passage {passage_ids[int(np.argmax(rows < 0))]} is not in this index")
         return self.passage_vectors(rows)
@@ -510,7 +513,7 @@ class Index:
 
         None for a multi-sentence passage of an index that keeps no sentence vectors.
         """
-        rows = self._rows_of_ids(np.array([faiss_id(p) for p in passage_ids], dtype=np.int64))
+        rows = self._rows_of_passages(passage_ids)
         out: list[np.ndarray | None] = []
         for row in rows.tolist():
             block = self._sentences.block(row) if self._sentences is not None and row >= 0 else None

@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.answering import CALIBRATION_FILE, FEATURES, READ_PASSAGES, candidate_features, stored_embeddings  # noqa: E402
-from qa.evaluation import default_index_dir, eval_index, f1_score, load_squad  # noqa: E402
+from qa.evaluation import SQUAD_FILE, default_index_dir, eval_index, f1_score, find_data, load_squad  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dev-v1.1.json.zip"))
+    parser.add_argument("--data", help="SQuAD v1.1 dev zip (default: $QA_DATA_DIR or ../shared/data)")
     parser.add_argument("--questions", type=int, default=800, help="tune questions sampled (seed 0)")
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
     parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")
@@ -51,7 +51,7 @@ def main() -> int:
             raise SystemExit(f"{cache} holds other features or another sample; delete it to recompute")
         rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
     else:
-        rows, f1s, groups = collect(args.data, args.questions)
+        rows, f1s, groups = collect(str(find_data(SQUAD_FILE, args.data)), args.questions)
         if cache is not None:
             payload = {"features": list(FEATURES), "questions": args.questions, "rows": rows, "f1": f1s}
             cache.write_text(json.dumps({**payload, "groups": groups}), encoding="utf-8")

@@ -74,13 +74,13 @@ def score(records: Sequence[dict[str, Any]], weights: Sequence[float]) -> dict[s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--squad", default=str(ROOT.parent / "shared" / "data" / ev.SQUAD_FILE))
-    parser.add_argument("--scifact", default=str(ROOT.parent / "shared" / "data" / ev.SCIFACT_FILE))
+    parser.add_argument("--squad", help="SQuAD v1.1 dev zip (default: $QA_DATA_DIR or ../shared/data)")
+    parser.add_argument("--scifact", help="SciFact zip (default: $QA_DATA_DIR or ../shared/data)")
     parser.add_argument("--quick", action="store_true", help="only the default and a few reference weightings")
     args = parser.parse_args()
 
-    squad = ev.load_squad(args.squad, split="tune")
-    scifact = ev.load_scifact(args.scifact)
+    squad = ev.load_squad(ev.find_data(ev.SQUAD_FILE, args.squad), split="tune")
+    scifact = ev.load_scifact(ev.find_data(ev.SCIFACT_FILE, args.scifact))
     print("building or loading the evaluation indexes (cached under indexes/)", file=sys.stderr)
     records = {
         "squad": pools(ev.eval_index(squad, index_dir=ev.default_index_dir("squad", DEFAULT_MODEL)), squad),
