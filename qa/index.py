@@ -69,7 +69,15 @@ import numpy as np
 
 from qa import __version__
 from qa.documents import Passage, Source, load_passages
-from qa.embedding import DEFAULT_MODEL, Embedder, env_threads, get_embedder
+from qa.embedding import (
+    DEFAULT_MODEL,
+    Embedder,
+    embed_passages,
+    embedder_for_index,
+    env_threads,
+    get_embedder,
+    model_record,
+)
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters
 from qa.retrieval import Hit, search
@@ -873,7 +881,14 @@ class Index:
         """Compute the new state, write it (if saved), then switch to it."""
         old_rows = {text: row for row, text in enumerate(p.text for p in self.passages)}
         fresh = [t for t in dict.fromkeys(p.text for p in passages) if t not in old_rows]
-        embedded = self.embedder.encode(fresh, batch_size=batch_size, progress=progress) if fresh else None
+        requested = index_type or self._spec.get("requested", "flat")
+        spec = resolve_index_type(requested, len(passages), self._dim)
+        new_sentences: dict[str, np.ndarray] = {}
+        embedded = None
+        if fresh:
+            embedded, new_sentences = embed_passages(
+                self.embedder, fresh, with_sentences=_keeps_sentences(spec), batch_size=batch_size, progress=progress
+            )
         vectors = np.empty((len(passages), self._dim), dtype=np.float32)
         source_rows = np.array([old_rows.get(p.text, -1) for p in passages], dtype=np.int64)
         reused = source_rows >= 0
@@ -889,8 +904,6 @@ class Index:
             where = np.flatnonzero(~reused)
             vectors[where] = embedded[[new_row[passages[i].text] for i in where]]
         ids = _ids_of(passages)
-        requested = index_type or self._spec.get("requested", "flat")
-        spec = resolve_index_type(requested, len(passages), self._dim)
         trained_on = self._spec.get("params", {}).get("trained_on")
         patch = (
             self._faiss is not None
@@ -920,8 +933,10 @@ class Index:
         elif same_texts and self._sentences is not None:
             sentences = self._sentences
         else:
-            known = self._sentences.by_text(self.passages) if self._sentences is not None else None
-            sentences = SentenceVectors.embed(passages, self.embedder, self._dim, known=known, batch_size=batch_size)
+            known = self._sentences.by_text(self.passages) if self._sentences is not None else {}
+            sentences = SentenceVectors.embed(
+                passages, self.embedder, self._dim, known={**known, **new_sentences}, batch_size=batch_size
+            )
         report = _report(self.passages, passages, len(fresh))
         new_state = (passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
         if self.path is not None:
@@ -1054,7 +1069,7 @@ class Index:
                 "format_version": FORMAT_VERSION,
                 "qa_version": __version__,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                "model": {"name": self.embedder.name, "dim": dim},
+                "model": model_record(self.embedder, dim),
                 "count": len(passages),
                 "index_type": spec["factory"],
                 "ann": spec,
@@ -1267,6 +1282,7 @@ def build_index(
     index_type: str | None = None,
     incremental: bool = True,
     backend: str | None = None,
+    embedding_backend: str | None = None,
     **backend_options: Any,
 ) -> Store:
     """Load articles, embed their passages and save the index.
@@ -1292,6 +1308,9 @@ def build_index(
             new index and the recorded type for an existing one.
         incremental: False re-embeds everything even when ``index_dir`` holds an index.
         backend: ``"faiss"`` or ``"milvus"``; None decides from ``index_dir`` (`qa.store.uses_milvus`).
+        embedding_backend: how the model runs: ``onnx-int8`` (default), ``onnx`` (fp32) or ``torch``
+            (`qa.embedding.BACKENDS`); recorded in the manifest, and queries use the same. None keeps
+            an existing index's backend.
         backend_options: for Milvus, ``consistency_level`` and ``collection`` (`qa.milvus.build_milvus_index`).
 
     Returns:
@@ -1309,13 +1328,13 @@ def build_index(
             raise InputError("a Milvus index needs a target: milvus://HOST:PORT/COLLECTION or a path ending in .db")
         return build_milvus_index(
             paths, index_dir, model=model, progress=progress, batch_size=batch_size, index_type=index_type,
-            incremental=incremental, **backend_options,
+            incremental=incremental, embedding_backend=embedding_backend, **backend_options,
         )  # fmt: skip
     if backend_options:
         raise InputError(f"options {sorted(backend_options)} apply to the Milvus backend only, not a FAISS index")
     return build_faiss_index(
         paths, index_dir, model=model, progress=progress, batch_size=batch_size, index_type=index_type,
-        incremental=incremental,
+        incremental=incremental, embedding_backend=embedding_backend,
     )  # fmt: skip
 
 
@@ -1328,14 +1347,16 @@ def build_faiss_index(
     batch_size: int = 64,
     index_type: str | None = None,
     incremental: bool = True,
+    embedding_backend: str | None = None,
 ) -> Index:
     """`build_index` for a FAISS index folder (or an in-memory index when ``index_dir`` is None)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    embedder = get_embedder(model)
+    embedder = get_embedder(model, backend=embedding_backend)
     if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
         try:
-            existing = load_faiss_index(index_dir, model=embedder)
+            # A model name (not an Embedder) and no backend: keep the backend the index was built with.
+            existing = load_faiss_index(index_dir, model=model, embedding_backend=embedding_backend)
         except (IndexLoadError, ModelMismatchError) as exc:
             warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
         else:
@@ -1344,12 +1365,16 @@ def build_faiss_index(
     passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
     # Identical texts (the same wire paragraph in two articles) are embedded once.
     texts = list(dict.fromkeys(p.text for p in passages))
-    unique = embedder.encode(texts, batch_size=batch_size, progress=progress)
+    spec = resolve_index_type(index_type, len(passages), embedder.dim)
+    keep_sentences = _keeps_sentences(spec)
+    # One forward pass gives each passage's vector and its sentences' vectors.
+    unique, blocks = embed_passages(
+        embedder, texts, with_sentences=keep_sentences, batch_size=batch_size, progress=progress
+    )
     row = {t: i for i, t in enumerate(texts)}
     vectors = unique[[row[p.text] for p in passages]]
     dim = int(unique.shape[1])
-    spec = resolve_index_type(index_type, len(passages), dim)
-    sentences = SentenceVectors.embed(passages, embedder, dim, progress=progress) if _keeps_sentences(spec) else None
+    sentences = SentenceVectors.embed(passages, embedder, dim, known=blocks) if keep_sentences else None
     index = Index(
         passages,
         vectors,
@@ -1370,6 +1395,7 @@ def load_index(
     *,
     model: str | Embedder | None = None,
     backend: str | None = None,
+    embedding_backend: str | None = None,
     **backend_options: Any,
 ) -> Store:
     """Open a saved index, verifying it first.
@@ -1379,6 +1405,8 @@ def load_index(
         model: the embedding model to use for queries; by default the one the
             index was built with. A model of another name or dimension is refused.
         backend: ``"faiss"`` or ``"milvus"``; None decides from ``path``.
+        embedding_backend: how to run the model for queries; by default the backend that built
+            the index. One of another precision (int8 against fp32) is refused.
         backend_options: for Milvus, ``consistency_level`` and ``collection``.
 
     Raises:
@@ -1389,13 +1417,18 @@ def load_index(
     if uses_milvus(path, backend):
         from qa.milvus import load_milvus_index
 
-        return load_milvus_index(path, model=model, **backend_options)
+        return load_milvus_index(path, model=model, embedding_backend=embedding_backend, **backend_options)
     if backend_options:
         raise InputError(f"options {sorted(backend_options)} apply to the Milvus backend only, not a FAISS index")
-    return load_faiss_index(path, model=model)
+    return load_faiss_index(path, model=model, embedding_backend=embedding_backend)
 
 
-def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str | Embedder | None = None) -> Index:
+def load_faiss_index(
+    path: str | os.PathLike[str] = DEFAULT_INDEX,
+    *,
+    model: str | Embedder | None = None,
+    embedding_backend: str | None = None,
+) -> Index:
     """`load_index` for a FAISS index folder."""
     folder = Path(path)
     rebuild = f"rebuild it with: qa index PATH... --index {folder}"
@@ -1410,7 +1443,7 @@ def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str
         except (ValueError, UnicodeDecodeError) as exc:
             raise IndexLoadError(f"{folder / MANIFEST} is corrupted ({exc}); {rebuild}") from exc
         try:
-            return _load(folder, manifest, model, rebuild)
+            return _load(folder, manifest, model, rebuild, embedding_backend)
         except (FileNotFoundError, IndexLoadError):
             # A writer may have committed a new generation and deleted this one between our
             # reading the manifest and its files: then read the new manifest. Otherwise the
@@ -1428,7 +1461,9 @@ def _generation_replaced(folder: Path, manifest: dict[str, Any]) -> bool:
         return False
 
 
-def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, rebuild: str) -> Index:
+def _load(
+    folder: Path, manifest: dict[str, Any], model: str | Embedder | None, rebuild: str, embedding_backend: str | None
+) -> Index:
     if manifest.get("format") != FORMAT:
         raise IndexLoadError(f"{folder} is not a qa index ({MANIFEST} has no 'format': '{FORMAT}'); {rebuild}")
     version = manifest.get("format_version")
@@ -1439,7 +1474,9 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
         )
     try:
         model_info = manifest["model"]
-        name, dim, count = str(model_info["name"]), int(model_info["dim"]), int(manifest["count"])
+        if not isinstance(model_info, dict) or "name" not in model_info:
+            raise KeyError("model.name")
+        dim, count = int(model_info["dim"]), int(manifest["count"])
         generation = str(manifest["generation"])
         files: dict[str, dict[str, Any]] = manifest["files"]
         # Indexes written before index types existed are exact (IDMap2 over flat).
@@ -1458,14 +1495,7 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
             raise FileNotFoundError(file)
         if file.stat().st_size != expected.get("bytes") or _sha256(file) != expected.get("sha256"):
             raise IndexLoadError(f"{file} does not match its checksum in {MANIFEST}: the index is corrupted; {rebuild}")
-    embedder = get_embedder(model if model is not None else name)
-    if embedder.name != name:
-        raise ModelMismatchError(
-            f"{folder} was built with model {name!r}, not {embedder.name!r}; load it without a model "
-            f"(or with {name!r}), or rebuild the index with the new model"
-        )
-    if model is not None and not isinstance(model, str) and embedder.dim != dim:
-        raise ModelMismatchError(f"model {embedder.name!r} makes {embedder.dim}-d vectors but {folder} holds {dim}-d")
+    embedder = embedder_for_index(model_info, model, embedding_backend, str(folder))
     gen_dir = folder / generation
     passages = []
     try:

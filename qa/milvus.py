@@ -56,7 +56,7 @@ import numpy as np
 
 from qa import __version__
 from qa.documents import Passage, Source, load_passages
-from qa.embedding import DEFAULT_MODEL, Embedder, get_embedder
+from qa.embedding import DEFAULT_MODEL, Embedder, embedder_for_index, get_embedder, model_record
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters, parse_date
 from qa.index import UpdateReport, faiss_id
@@ -925,15 +925,16 @@ def _drop(client: Any, target: MilvusTarget) -> None:
             client.drop_collection(name)
 
 
-def _open(client: Any, target: MilvusTarget, model: str | Embedder | None, consistency_level: str) -> MilvusIndex:
+def _open(
+    client: Any,
+    target: MilvusTarget,
+    model: str | Embedder | None,
+    consistency_level: str,
+    embedding_backend: str | None = None,
+) -> MilvusIndex:
     manifest = _read_manifest(client, target)
-    name, dim = str(manifest["model"]["name"]), int(manifest["model"]["dim"])
-    embedder = get_embedder(model if model is not None else name)
-    if embedder.name != name:
-        raise ModelMismatchError(
-            f"{target.name} was built with model {name!r}, not {embedder.name!r}; load it without a model "
-            f"(or with {name!r}), or rebuild the index with the new model"
-        )
+    dim = int(manifest["model"]["dim"])
+    embedder = embedder_for_index(manifest["model"], model, embedding_backend, target.name)
     if embedder.dim != dim:
         raise ModelMismatchError(
             f"model {embedder.name!r} makes {embedder.dim}-d vectors but {target.name} holds {dim}-d vectors"
@@ -958,6 +959,7 @@ def load_milvus_index(
     *,
     model: str | Embedder | None = None,
     consistency_level: str | None = None,
+    embedding_backend: str | None = None,
     collection: str | None = None,
 ) -> MilvusIndex:
     """Open a Milvus index, checking its manifest like `qa.load_index` checks a folder's.
@@ -981,7 +983,7 @@ def load_milvus_index(
         raise IndexLoadError(f"no index at {parsed.name}; build one with: qa index PATH... --index {parsed.name}")
     client = _connect(parsed)
     try:
-        return _open(client, parsed, model, level)
+        return _open(client, parsed, model, level, embedding_backend)
     except BaseException:
         client.close()
         raise
@@ -998,6 +1000,7 @@ def build_milvus_index(
     incremental: bool = True,
     consistency_level: str | None = None,
     collection: str | None = None,
+    embedding_backend: str | None = None,
 ) -> MilvusIndex:
     """Load articles, embed their passages and store them in a Milvus collection.
 
@@ -1026,7 +1029,7 @@ def build_milvus_index(
     parsed = parse_target(target, collection)
     level = _check_consistency(consistency_level)
     spec = index_spec(index_type)
-    embedder = get_embedder(model)
+    embedder = get_embedder(model, backend=embedding_backend)
     client = _connect(parsed)
     try:
         if client.has_collection(parsed.collection):
@@ -1036,7 +1039,7 @@ def build_milvus_index(
                     "another collection name or drop it first"
                 )
             try:
-                existing = _open(client, parsed, embedder, level)
+                existing = _open(client, parsed, model, level, embedding_backend)
             except (IndexLoadError, ModelMismatchError) as exc:
                 warnings.warn(f"rebuilding {parsed.name} from scratch: {exc}", stacklevel=2)
                 _drop(client, parsed)
@@ -1056,7 +1059,7 @@ def build_milvus_index(
             "format_version": FORMAT_VERSION,
             "qa_version": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "model": {"name": embedder.name, "dim": dim},
+            "model": model_record(embedder, dim),
             "ann": spec,
             "metric": "inner_product",
             "sources": [str(p) for p in paths],
