@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import machine  # noqa: E402
+from compare import machine
 
 
 class _Separate:
