@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,39 @@ def _sha256(path: Path) -> str:
 
 
 def model_fingerprint(model_path: Path) -> str:
-    """A hash of the model folder's files (names and contents), ignoring exports kept inside it."""
+    """A hash of the model folder's files (names and contents), ignoring exports kept inside it.
+
+    Like git's index, the hash of a file is remembered with its size and mtime (in
+    ``fingerprints.json`` in the cache), so a start-up does not read 90 MB of weights again.
+    """
+    files = sorted(p for p in model_path.rglob("*") if p.is_file())
+    memo_file = cache_dir() / "fingerprints.json"
+    try:
+        memo = json.loads(memo_file.read_text(encoding="utf-8"))
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
     digest = hashlib.sha256()
-    for file in sorted(p for p in model_path.rglob("*") if p.is_file()):
+    changed = False
+    for file in files:
         relative = file.relative_to(model_path).as_posix()
         if relative.startswith(("onnx/", "openvino/", ".")) or "/." in relative:
             continue
-        digest.update(relative.encode("utf-8") + b"\0" + _sha256(file).encode("ascii") + b"\n")
+        stat = file.stat()
+        key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        file_hash = memo.get(key)
+        if not isinstance(file_hash, str):
+            file_hash = memo[key] = _sha256(file)
+            changed = True
+        digest.update(relative.encode("utf-8") + b"\0" + file_hash.encode("ascii") + b"\n")
+    if changed:
+        # Best effort: a read-only cache only costs the next start-up a re-read.
+        with contextlib.suppress(OSError):
+            memo_file.parent.mkdir(parents=True, exist_ok=True)
+            temp = memo_file.with_name(f".{memo_file.name}.{uuid.uuid4().hex[:8]}")
+            temp.write_text(json.dumps(memo, indent=0), encoding="utf-8")
+            os.replace(temp, memo_file)
     return digest.hexdigest()
 
 
@@ -97,22 +124,39 @@ def ensure_export(model_path: Path, precision: str, *, fingerprint: str | None =
 
 
 def _ensure_unlocked(model_path: Path, precision: str, fingerprint: str) -> tuple[Path, dict[str, Any]]:
-    folder = cache_dir() / "onnx" / f"{fingerprint[:24]}-{precision}"
-    manifest = _verified(folder)
-    if manifest is not None:
-        return folder, manifest
-    if folder.exists():
-        # Damaged or from an older recipe: rebuild it from the installed model.
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
+    def make(staging: Path) -> None:
         if precision == "int8":
             # Quantise the cached fp32 export rather than export twice.
             source, _ = _ensure_unlocked(model_path, "fp32", fingerprint)
             _quantize(source, staging, fingerprint)
         else:
             _export(model_path, staging, fingerprint)
+
+    return _cached(f"{fingerprint[:24]}-{precision}", make)
+
+
+def ensure_cached(name: str, make: Callable[[Path], None]) -> tuple[Path, dict[str, Any]]:
+    """The verified cache folder ``onnx/<name>``, made by ``make(staging_folder)`` when missing or damaged.
+
+    ``make`` writes ``model.onnx`` and ``tokenizer.json`` and calls `write_export_manifest`
+    last. For other ONNX models of qa's (the span reader) that follow the same rules.
+    """
+    with _lock:
+        return _cached(name, make)
+
+
+def _cached(name: str, make: Callable[[Path], None]) -> tuple[Path, dict[str, Any]]:
+    folder = cache_dir() / "onnx" / name
+    manifest = _verified(folder)
+    if manifest is not None:
+        return folder, manifest
+    if folder.exists():
+        # Damaged or from an older recipe: make it again from the installed model.
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        make(staging)
         try:
             os.rename(staging, folder)  # atomic: another process sees all of it or nothing
         except OSError:
@@ -127,7 +171,9 @@ def _ensure_unlocked(model_path: Path, precision: str, fingerprint: str) -> tupl
     return folder, manifest
 
 
-def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+def write_export_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Record ``model.onnx`` and ``tokenizer.json`` with their checksums: the last step of an export."""
+    manifest["recipe"] = EXPORT_RECIPE
     manifest["files"] = {
         name: {"sha256": _sha256(out / name), "bytes": (out / name).stat().st_size}
         for name in ("model.onnx", "tokenizer.json")
@@ -154,7 +200,7 @@ def _quantize(source: Path, out: Path, fingerprint: str) -> None:
     finally:
         root.setLevel(level)
     shutil.copyfile(source / "tokenizer.json", out / "tokenizer.json")
-    _write_manifest(out, {**manifest, "precision": "int8", "model_fingerprint": fingerprint})
+    write_export_manifest(out, {**manifest, "precision": "int8", "model_fingerprint": fingerprint})
 
 
 def _export(model_path: Path, out: Path, fingerprint: str) -> None:
@@ -208,7 +254,7 @@ def _export(model_path: Path, out: Path, fingerprint: str) -> None:
             _Encoder(), tuple(sample[n] for n in names), str(out / "model.onnx"), input_names=names,
             output_names=["token_states"], dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
-    _write_manifest(out, {
+    write_export_manifest(out, {
         "recipe": EXPORT_RECIPE,
         "model_path": str(model_path),
         "model_fingerprint": fingerprint,
