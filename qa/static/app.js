@@ -127,6 +127,7 @@ async function ask(question) {
       return;
     }
     showStatus("", false);
+    $("token-box").open = false;
     render(body);
     const url = new URL(window.location.href);
     url.searchParams.set("q", question);
