@@ -40,7 +40,7 @@ QUESTION = "who mediated Turkey-Israel?"
 STARTUP_TIMEOUT = 300  # seconds: model load on a busy 2-core machine
 HOSTILE = """Kitchen <i>notes</i> from the test kitchen
 
-The secret ingredient <script>window.__qaPwned = "script";</script> is smoked paprika, says chef Odile Marchetti of the harbour bistro.
+The secret ingredient <script>window.__qaPwned = "script";</script> is smoked paprika, says chef Odile Marchetti.
 
 Chef Marchetti bakes sourdough bread <img src=x onerror="window.__qaPwned = 'img'"> every morning at five o'clock.
 """
