@@ -158,9 +158,10 @@ def safe_url(url: str) -> str | None:
     return url if re.match(r"https?://", url.strip(), flags=re.I) else None
 
 
-def source_html(source: _SourceLike) -> str:
-    """The source line: publisher · title · paragraph, then a link to the url or the path and offsets."""
-    parts = [html.escape(where(source))]
+def source_html(source: _SourceLike, *, describe: bool = True) -> str:
+    """The source line: publisher · title · paragraph (unless ``describe`` is False), then a link to
+    the url or the path and offsets."""
+    parts = [html.escape(where(source))] if describe else []
     url = safe_url(getattr(source, "url", "") or "")
     if url:
         parts.append(f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">'
@@ -187,7 +188,7 @@ def hits_table(hits: Sequence[_HitLike], marks: Mapping[str, Marks] | None = Non
             "<tr>"
             f"<td>{hit.rank}</td><td>{hit.score:.3f}</td><td>{html.escape(s.publisher)}</td>"
             f"<td>{html.escape(s.title)}</td><td>{s.paragraph}</td>"
-            f"<td>{mark(hit.text, spans)}<br>{source_html(s)}</td>"
+            f"<td>{mark(hit.text, spans)}<br>{source_html(s, describe=False)}</td>"
             "</tr>"
         )
     head = "".join(f"<th>{name}</th>" for name in ("rank", "score", "publisher", "title", "paragraph", "passage"))
