@@ -182,7 +182,7 @@ class SentenceTransformerEmbedder:
     def _encode_with_bar(self, texts: list[str], batch_size: int) -> np.ndarray:
         # Our own bar from tqdm.auto (a widget in Jupyter, text in a terminal). Longest texts
         # first, as sentence-transformers orders them, so batches pad little.
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+        from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]  # stubs differ by setup
 
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
