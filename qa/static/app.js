@@ -35,8 +35,8 @@ function where(source) {
   return [source.publisher, source.title, "paragraph " + source.paragraph].filter(Boolean).join(" · ");
 }
 
-function sourceLine(source) {
-  const line = el("span", where(source) + " — ");
+function sourceLine(source, describe = true) {
+  const line = el("span", describe ? where(source) + " — " : "");
   if (/^https?:\/\//i.test(source.url || "")) {
     const link = el("a", source.url);
     link.href = source.url;
@@ -97,7 +97,7 @@ function render(answer) {
     text.append(marked(hit.text, marks.get(hit.passage_id) || []));
     item.append(text);
     const source = el("div", null, "source");
-    source.append(sourceLine(hit.source));
+    source.append(sourceLine(hit.source, false));
     item.append(source);
     list.append(item);
   }
