@@ -102,6 +102,20 @@ def _parser() -> argparse.ArgumentParser:
     retrieval(ask)
     common(ask)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve the index over HTTP: a JSON API (/search, /ask, /health) and a search page at /",
+        description="Serve the index over HTTP (needs the serve extra: pip install 'qa[serve]').",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on every API call (default: $QA_SERVE_TOKEN, else none)",
+    )
+    common(serve)
+
     from qa.evaluation import add_eval_parser
 
     add_eval_parser(commands)
@@ -209,13 +223,22 @@ def _describe_answer(answer: Answer) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from qa.serve import run
+
+    index = _open_index(args)
+    run(index, host=args.host, port=args.port, token=args.token, quiet=args.quiet)
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from qa.evaluation import run_eval
 
     return run_eval(args)
 
 
-COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval}
+COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval,
+            "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -259,16 +259,39 @@ class SentenceTransformerEmbedder:
         wanted = env_threads(QUERY_THREADS_ENV, 1) if single else env_threads(BATCH_THREADS_ENV, os.cpu_count() or 1)
         torch.set_num_threads(wanted)
         try:
-            vectors = model.encode(
-                list(texts),
-                batch_size=batch_size,
-                show_progress_bar=progress and len(texts) >= PROGRESS_MIN_TEXTS,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-            )
+            if progress and len(texts) >= PROGRESS_MIN_TEXTS:
+                vectors = self._encode_with_bar(list(texts), batch_size)
+            else:
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
         finally:
             torch.set_num_threads(before)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode_with_bar(self, texts: list[str], batch_size: int) -> np.ndarray:
+        # Our own bar from tqdm.auto (a widget in Jupyter, text in a terminal). Longest texts
+        # first, as sentence-transformers orders them, so batches pad little.
+        from tqdm.auto import tqdm  # type: ignore[import-untyped, unused-ignore]  # stubs differ by setup
+
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with tqdm(total=len(texts), desc="embedding", unit="passage") as bar:
+            for start in range(0, len(texts), batch_size):
+                rows = order[start : start + batch_size]
+                out[rows] = self.model.encode(
+                    [texts[i] for i in rows],
+                    batch_size=batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                )
+                bar.update(len(rows))
+        return out
 
 
 _cache: dict[str, Embedder] = {}

@@ -21,3 +21,7 @@ class ModelMismatchError(QAError):
 
 class ModelNotFoundError(QAError):
     """A model could not be found locally (`qa` never downloads at run time)."""
+
+
+class MissingDependencyError(QAError, ImportError):
+    """An optional package a feature needs is not installed (the message names the extra to install)."""

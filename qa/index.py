@@ -80,7 +80,7 @@ from qa.embedding import (
 )
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters
-from qa.retrieval import Hit, search
+from qa.retrieval import Hits, search
 from qa.store import Store, uses_milvus
 
 if TYPE_CHECKING:
@@ -728,7 +728,7 @@ class Index:
 
     def search(
         self, query: str, k: int = 5, *, mode: str | None = None, filters: Filters | None = None, **options: Any
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` passages that best match ``query``, best first.
 
         Args:
@@ -755,7 +755,7 @@ class Index:
         mode: str | None = None,
         filters: Filters | None = None,
         **options: Any,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """`search` for many queries at once (embedded in one batch)."""
         return search(self, queries, k, mode=mode, **_filter_kwargs(filters), **options)
 

@@ -60,7 +60,7 @@ from qa.embedding import DEFAULT_MODEL, Embedder, embedder_for_index, get_embedd
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters, parse_date
 from qa.index import UpdateReport, faiss_id
-from qa.retrieval import Hit, search
+from qa.retrieval import Hits, search
 from qa.store import MILVUS_LITE_SUFFIX, MILVUS_SCHEMES, normalise_url
 
 if TYPE_CHECKING:
@@ -551,7 +551,7 @@ class MilvusIndex:
 
     def search(
         self, query: str, k: int = 5, *, mode: str | None = None, filters: Filters | None = None, **options: Any
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` passages that best match ``query``, best first (see `qa.Index.search`).
 
         ``options`` go to `qa.retrieval.search`: a reranker, ``ef_search``, ``nprobe``.
@@ -568,7 +568,7 @@ class MilvusIndex:
         mode: str | None = None,
         filters: Filters | None = None,
         **options: Any,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """`search` for many queries at once (embedded in one batch)."""
         mode = _check_mode(mode)
         return search(self, queries, k, mode=mode, **_filter_kwargs(filters), **options)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from qa.embedding import Embedder
     from qa.filters import Filters
     from qa.index import UpdateReport
-    from qa.retrieval import Hit
+    from qa.retrieval import Hits
 
 #: URL schemes of a Milvus server or cluster: ``milvus://HOST:PORT/COLLECTION`` (plain gRPC)
 #: and ``milvus+https://HOST:PORT/COLLECTION`` (TLS, e.g. the hosted service).
@@ -85,7 +85,7 @@ class Store(Protocol):
 
     def search(
         self, query: str, k: int = 5, *, mode: str | None = None, filters: Filters | None = None, **options: Any
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` passages that best match ``query``."""
         ...
 
@@ -97,7 +97,7 @@ class Store(Protocol):
         mode: str | None = None,
         filters: Filters | None = None,
         **options: Any,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """`search` for many queries at once."""
         ...
 
