@@ -72,6 +72,7 @@ from qa.documents import Passage, Source, load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, env_threads, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters
+from qa.paths import names_path, source_path
 from qa.retrieval import Hit, search
 from qa.store import Store, uses_milvus
 
@@ -799,7 +800,7 @@ class Index:
                 raise InputError("this index does not record its source paths; pass the paths to update from")
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        sources = [str(p) for p in paths]
+        sources = [source_path(p) for p in paths]
         with self._writing():
             passages = load_passages(
                 paths, max_tokens=self.embedder.max_tokens, count_tokens=self.embedder.count_tokens
@@ -1153,11 +1154,8 @@ def _rerank(queries: np.ndarray, vectors: np.ndarray, cand: np.ndarray, width: i
 
 
 def _names_document(target: str, source: Source) -> bool:
-    if target == source.doc_id:
-        return True
-    given = Path(target).resolve()
-    path = Path(source.path).resolve()
-    return path == given or given in path.parents
+    # Stored paths are absolute (qa.paths), so a relative or absolute target matches from any cwd.
+    return target == source.doc_id or names_path(target, source.path)
 
 
 def _report(old: Sequence[Passage], new: Sequence[Passage], embedded: int) -> UpdateReport:
@@ -1354,7 +1352,7 @@ def build_faiss_index(
         passages,
         vectors,
         embedder,
-        manifest={"sources": [str(p) for p in paths]},
+        manifest={"sources": [source_path(p) for p in paths]},
         index_type=index_type or "auto",
         lexical=_build_lexical(passages),
         sentences=sentences,
