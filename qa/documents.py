@@ -396,17 +396,24 @@ _XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
-def _html_events(raw: str, into: _HTMLText) -> None:
-    """Parse ``raw`` with lxml's HTML parser and replay the tree as start/data/end events."""
+def _html_events(raw: str, into: _HTMLText) -> list[str]:
+    """Parse ``raw`` with lxml's HTML parser and replay the tree as start/data/end events.
+
+    Returns:
+        The limits the parser hit (elements nested deeper than it follows), for a warning.
+    """
     from lxml import etree
     from lxml import html as lxml_html
 
     raw = _NOT_XML.sub("\ufffd", _XML_DECLARATION.sub("", raw.lstrip("\ufeff"), count=1))
     if not raw.strip():
-        return
-    root = etree.fromstring(raw, lxml_html.HTMLParser(remove_comments=True, remove_pis=True))
+        return []
+    # huge_tree: text nodes over 10 MB and nesting past 256 levels are kept (up to libxml2's 2048).
+    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True)
+    root = etree.fromstring(raw, parser)
+    limits = sorted({e.message for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"})
     if root is None:
-        return
+        return limits
     # iterwalk is iterative (no recursion limit) and visits each node twice: start and end.
     for event, element in etree.iterwalk(root, events=("start", "end")):
         tag = element.tag
@@ -423,6 +430,7 @@ def _html_events(raw: str, into: _HTMLText) -> None:
             into.handle_endtag(tag)
             if element.tail:
                 into.handle_data(element.tail)
+    return limits
 
 
 _DATE_META = ("article:published_time", "datepublished", "date", "pubdate", "publishdate", "dc.date", "dcterms.date")
@@ -440,7 +448,8 @@ def _strip_site_name(title: str, publisher: str) -> str:
 
 def _parse_html(raw: str, path: str, doc_id: str) -> _Article:
     parser = _HTMLText()
-    _html_events(raw, parser)
+    for limit in _html_events(raw, parser):
+        warnings.warn(f"{path}: the HTML parser stopped at a limit ({limit}); text past it is left out", stacklevel=3)
     meta = parser.meta
     publisher = next((meta[k] for k in _PUBLISHER_META if meta.get(k)), "")
     blocks = parser.blocks

@@ -119,6 +119,15 @@ def test_html_blocks_match_the_html5_reference_parser(page: str) -> None:
     assert ours.blocks == _blocks(reference)
 
 
+def test_html_nested_past_the_parser_limit_says_so(tmp_path: Path) -> None:
+    page = tmp_path / "deep.html"
+    page.write_text("<p>Shallow text." + "<div>" * 500 + "<p>Deep text." + "<div>" * 5000 + "<p>Too deep.",
+                    encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"deep.html: the HTML parser stopped at a limit \(Excessive depth"):
+        passages = load_passages(page)
+    assert [p.text for p in passages] == ["Shallow text.", "Deep text."]
+
+
 def test_html_keeps_scoping_metadata_and_its_offset_contract() -> None:
     page = """<html><head><title>Storm hits coast | Daily Planet</title>
     <meta property="og:site_name" content="Daily Planet"><meta property="article:section" content="Weather">
