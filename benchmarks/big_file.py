@@ -10,6 +10,11 @@ index is measured at 1 MB and the parse + windowing at 50 MB).
     python benchmarks/big_file.py --mb 50 --index-mb 1 --json benchmarks/results/big_file.json
     python benchmarks/big_file.py make one-line 50 /tmp/big.txt
     python benchmarks/big_file.py parse /tmp/big.txt   # parse + windows with the real tokenizer
+    python benchmarks/big_file.py index-stub /tmp/big.txt  # a whole build_index, vectors from a stub
+
+``index-stub`` runs everything `qa.build_index` does at 50 MB (windows counted by the real
+tokenizer, passage and sentence vectors, FAISS, BM25, writing the index) with 384-d vectors
+from a hash instead of the model, so memory is measured at full size in minutes, not hours.
 
 The text is SQuAD v1.1 dev paragraphs ($QA_DATA_DIR or ../shared/data), repeated: "one-line"
 joins them with spaces on one line, "no-punct" is the same without sentence punctuation,
@@ -88,6 +93,45 @@ def parse(path: Path) -> dict[str, float]:
     return result
 
 
+class StubEmbedder:
+    """all-MiniLM-L6-v2's tokenizer and shape, but vectors from a hash of the text (no network, no torch work)."""
+
+    def __init__(self) -> None:
+        from qa.embedding import get_embedder
+
+        self._real = get_embedder()
+        self.name = "stub-384"
+        self.dim = 384
+        self.max_tokens = self._real.max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        return self._real.count_tokens(text)
+
+    def encode(self, texts, *, batch_size: int = 64, progress: bool = False):  # type: ignore[no-untyped-def]
+        import numpy as np
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            out[row] = np.random.default_rng(hash(text) & 0xFFFFFFFF).standard_normal(self.dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def index_stub(path: Path) -> dict[str, float]:
+    """A full `qa.build_index` of ``path`` into a temporary folder, with `StubEmbedder` vectors."""
+    from qa.index import build_index
+
+    embedder = StubEmbedder()
+    _ = embedder.count_tokens("warm up")
+    with tempfile.TemporaryDirectory(prefix="qa-big-index-") as folder:
+        started = time.perf_counter()
+        index = build_index([path], Path(folder) / "index", model=embedder, progress=False)  # type: ignore[arg-type]
+        seconds = time.perf_counter() - started
+    size = path.stat().st_size / 1e6
+    result = {"mb": size, "passages": len(index), "seconds": seconds, "s_per_mb": seconds / size}
+    print(json.dumps(result))
+    return result
+
+
 def _timed(command: list[str]) -> dict[str, float | str]:
     """Run ``command`` under /usr/bin/time -v; its peak RSS and wall time."""
     shown = "/usr/bin/time -v " + shlex.join(command)
@@ -114,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("out", type=Path)
     p = sub.add_parser("parse", help="parse + window one file or folder with the real tokenizer")
     p.add_argument("path", type=Path)
+    i = sub.add_parser("index-stub", help="a full build_index of one file, vectors from a hash stub")
+    i.add_argument("path", type=Path)
     parser.add_argument("--mb", type=float, default=50, help="size of the big one-line files (default 50)")
     parser.add_argument("--index-mb", type=float, default=1, help="size for the full qa index runs (0: skip)")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
@@ -124,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "parse":
         parse(args.path)
         return 0
+    if args.command == "index-stub":
+        index_stub(args.path)
+        return 0
 
     python = sys.executable
     results: dict[str, object] = {"load_average": os.getloadavg()}
@@ -133,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
             big = folder / f"{kind}.txt"
             make(kind, args.mb, big)
             results[f"parse {kind} {args.mb:g} MB"] = _timed([python, str(HERE), "parse", str(big)])
+        results[f"index-stub one-line {args.mb:g} MB"] = _timed(
+            [python, str(HERE), "index-stub", str(folder / "one-line.txt")])
         if args.index_mb:
             for kind in ("ordinary", "one-line"):
                 path = folder / f"index-{kind}" if kind == "ordinary" else folder / f"index-{kind}.txt"

@@ -395,3 +395,14 @@ def test_files_without_text_are_skipped_with_a_warning(tmp_path: Path) -> None:
     shutil.copy(SEED, tmp_path / SEED.name)
     with pytest.warns(UserWarning, match="no text to index"):
         assert len(load_passages(tmp_path)) == 8
+
+
+@pytest.mark.slow
+def test_real_count_tokens_is_exact_and_never_capped_by_truncation(real_embedder) -> None:  # type: ignore[no-untyped-def]
+    tokenizer = real_embedder.model.tokenizer
+    real_embedder.encode(["a long text " * 200])  # leaves truncation at 256 on the model's shared tokenizer
+    texts = ["Turkey-Israel", "Hikmet Hajiyev's", "x" * 5_000, "héllo wörld 東京 🙂 " * 60, SEED.read_text("utf-8")]
+    for text in texts:
+        expected = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        assert real_embedder.count_tokens(text) == expected
+    assert real_embedder.count_tokens(SEED.read_text("utf-8")) > 256
