@@ -390,8 +390,6 @@ class _HTMLText:
         self._buffer = []
 
 
-# lxml refuses a str that declares its encoding ("<?xml version='1.0' encoding='utf-8'?>", XHTML).
-_XML_DECLARATION = re.compile(r"\A\s*<\?xml[^>]*>")
 # Characters XML (and so lxml) cannot hold; HTML text never means them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
@@ -405,12 +403,14 @@ def _html_events(raw: str, into: _HTMLText) -> list[str]:
     from lxml import etree
     from lxml import html as lxml_html
 
-    raw = _NOT_XML.sub("\ufffd", _XML_DECLARATION.sub("", raw.lstrip("\ufeff"), count=1))
+    raw = _NOT_XML.sub("\ufffd", raw.lstrip("\ufeff"))
     if not raw.strip():
         return []
+    # Bytes with the encoding named: lxml refuses a str that declares an encoding (XHTML's
+    # "<?xml ... encoding=...?>"), and the text is already decoded, whatever <meta charset> says.
     # huge_tree: text nodes over 10 MB and nesting past 256 levels are kept (up to libxml2's 2048).
-    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True)
-    root = etree.fromstring(raw, parser)
+    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True, encoding="utf-8")
+    root = etree.fromstring(raw.encode("utf-8"), parser)
     limits = sorted({e.message for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"})
     if root is None:
         return limits

@@ -79,6 +79,7 @@ TAG_SOUP = [
     "<main><p>story</main><aside><p>teaser</aside>",
     "<li>item with <b>bold <i>nested</b> text</i> after",
     "<p>line<br>break<br/>again",
+    "<?xml version='1.0' encoding='utf-8'?><html><body><p>xhtml &amp; text</p></body></html>",
     "<blockquote><p>quoted para<p>second quoted</blockquote>",
     "<p>a<p>b</p></p>c",
     "<nav><ul><li>menu</ul></nav><p>body text",
