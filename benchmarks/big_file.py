@@ -144,7 +144,7 @@ def _timed(command: list[str]) -> dict[str, float | str]:
     seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.split(":"))))
     out = run.stdout.strip().splitlines()
     result: dict[str, float | str] = {"command": shown, "peak_rss_mb": rss / 1024, "wall_s": seconds,
-                                      "output": out[-1] if out else ""}
+                                      "load_average_after": os.getloadavg()[0], "output": out[-1] if out else ""}
     print(f"  peak RSS {rss / 1024:.0f} MB, wall {seconds:.1f} s; {result['output']}", flush=True)
     return result
 
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     python = sys.executable
-    results: dict[str, object] = {"load_average": os.getloadavg()}
+    results: dict[str, object] = {"load_average_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="qa-big-") as tmp:
         folder = Path(tmp)
         for kind in ("one-line", "no-punct"):
