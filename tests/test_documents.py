@@ -207,7 +207,8 @@ def test_folder_is_recursive_and_skips_hidden_and_other_files(tmp_path: Path) ->
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "h.txt").write_text("T\n\nHidden.\n", encoding="utf-8")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
-    passages = load_passages(tmp_path)
+    with pytest.warns(UserWarning, match=r"\.git: hidden folder, skipped"):
+        passages = load_passages(tmp_path)
     assert [p.text for p in passages] == ["Nested text."]
     assert passages[0].source.doc_id == "deep/er/n"
 
