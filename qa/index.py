@@ -80,6 +80,7 @@ from qa.embedding import (
 )
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters
+from qa.paths import names_path, source_path
 from qa.retrieval import Hits, search
 from qa.store import Store, uses_milvus
 
@@ -231,13 +232,16 @@ class SentenceVectors:
             blocks.append([p.text[a:b] for a, b in spans] if len(spans) > 1 else [])
         fresh = list(dict.fromkeys(t for b in blocks if isinstance(b, list) for t in b))
         encoded = embedder.encode(fresh, batch_size=batch_size, progress=progress) if fresh else np.zeros((0, dim))
+        # float16 now, not after gathering: the gathered copies are the biggest arrays of a large build.
+        encoded = encoded.astype(np.float16)
         at = {t: i for i, t in enumerate(fresh)}
         parts = [
             encoded[[at[t] for t in b]].reshape(-1, dim) if isinstance(b, list) else b.reshape(-1, dim) for b in blocks
         ]
         offsets = np.zeros(len(passages) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(x) for x in parts])
-        vectors = np.concatenate(parts).astype(np.float16) if parts else np.zeros((0, dim), dtype=np.float16)
+        empty = np.zeros((0, dim), dtype=np.float16)
+        vectors = np.concatenate(parts).astype(np.float16, copy=False) if parts else empty
         return cls(offsets, vectors)
 
     def by_text(self, passages: Sequence[Passage]) -> dict[str, np.ndarray]:
@@ -807,7 +811,7 @@ class Index:
                 raise InputError("this index does not record its source paths; pass the paths to update from")
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        sources = [str(p) for p in paths]
+        sources = [source_path(p) for p in paths]
         with self._writing():
             passages = load_passages(
                 paths, max_tokens=self.embedder.max_tokens, count_tokens=self.embedder.count_tokens
@@ -1168,11 +1172,8 @@ def _rerank(queries: np.ndarray, vectors: np.ndarray, cand: np.ndarray, width: i
 
 
 def _names_document(target: str, source: Source) -> bool:
-    if target == source.doc_id:
-        return True
-    given = Path(target).resolve()
-    path = Path(source.path).resolve()
-    return path == given or given in path.parents
+    # Stored paths are absolute (qa.paths), so a relative or absolute target matches from any cwd.
+    return target == source.doc_id or names_path(target, source.path)
 
 
 def _report(old: Sequence[Passage], new: Sequence[Passage], embedded: int) -> UpdateReport:
@@ -1379,7 +1380,7 @@ def build_faiss_index(
         passages,
         vectors,
         embedder,
-        manifest={"sources": [str(p) for p in paths]},
+        manifest={"sources": [source_path(p) for p in paths]},
         index_type=index_type or "auto",
         lexical=_build_lexical(passages),
         sentences=sentences,

@@ -60,6 +60,7 @@ from qa.embedding import DEFAULT_MODEL, Embedder, embedder_for_index, get_embedd
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
 from qa.filters import Filters, parse_date
 from qa.index import UpdateReport, faiss_id
+from qa.paths import names_path, prefix_forms, source_path
 from qa.retrieval import Hits, search
 from qa.store import MILVUS_LITE_SUFFIX, MILVUS_SCHEMES, normalise_url
 
@@ -264,11 +265,14 @@ def filter_expression(filters: Filters | Mapping[str, Any] | None) -> str:
     if filters.path_prefix is not None:
         # A range, not LIKE: "_" and "%" are wildcards in LIKE and file names are full of "_".
         # VARCHARs compare bytewise, and UTF-8 byte order is code point order.
-        prefix = _normal_path(filters.path_prefix)
-        if prefix:
+        # As typed and absolute (qa.paths.prefix_forms): stored paths are absolute, older ones relative.
+        ranges = []
+        for prefix in prefix_forms(filters.path_prefix):
             upper = _successor(prefix)
             bound = f" and path_key < {literal(upper)}" if upper is not None else ""
-            parts.append(f"(path_key >= {literal(prefix)}{bound})")
+            ranges.append(f"(path_key >= {literal(prefix)}{bound})")
+        if ranges:
+            parts.append(f"({' or '.join(ranges)})")
     start, end = parse_date(filters.date_from), parse_date(filters.date_to)
     if start is not None or end is not None:
         # date_key is "" when the source has no readable date, and "" sorts before every date.
@@ -676,7 +680,7 @@ class MilvusIndex:
         old: list[Passage] = []
         for start in range(0, len(doc_ids), WRITE_BATCH):
             old.extend(_passage(e) for e in self._scan(_SCALARS, _in("doc_id", doc_ids[start : start + WRITE_BATCH])))
-        sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(str(p) for p in paths)]))
+        sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(source_path(p) for p in paths)]))
         return self._sync(passages, old, sources, progress, batch_size)
 
     def remove(self, targets: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> UpdateReport:
@@ -1062,7 +1066,7 @@ def build_milvus_index(
             "model": model_record(embedder, dim),
             "ann": spec,
             "metric": "inner_product",
-            "sources": [str(p) for p in paths],
+            "sources": [source_path(p) for p in paths],
         }
         _create(client, parsed, dim, spec, level)
         index = MilvusIndex(client, parsed, embedder, manifest, consistency_level=level)
@@ -1105,11 +1109,7 @@ def _path_forms(target: str) -> list[str]:
 
 def _names_document(target: str, source: Source) -> bool:
     # The same rule as qa.index: a doc id, the file, or a folder above it.
-    if target == source.doc_id:
-        return True
-    given = Path(target).resolve()
-    path = Path(source.path).resolve()
-    return path == given or given in path.parents
+    return target == source.doc_id or names_path(target, source.path)
 
 
 def _report(old: Sequence[Passage], new: Sequence[Passage], embedded: int, total: int) -> UpdateReport:
