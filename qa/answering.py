@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.embedding import Embedder, get_embedder
-from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
+from qa.text import normalize_answer
 
 if TYPE_CHECKING:
     from qa.reader import Reader, Span

@@ -38,7 +38,6 @@ import math
 import os
 import re
 import shlex
-import string
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from qa import __version__
 from qa.errors import InputError
+from qa.text import normalize_answer
 
 if TYPE_CHECKING:
     from qa.answering import Answer
@@ -75,21 +75,6 @@ EVAL_CORPUS_VERSION = 1
 
 # ---------------------------------------------------------------------------
 # Answer metrics (official SQuAD v1.1 evaluation script, restated)
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation, drop the articles a/an/the, collapse whitespace.
-
-    Exactly the normalisation of the official SQuAD v1.1 ``evaluate-v1.1.py``.
-    """
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
 
 
 def _token_f1(prediction: str, gold: str) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.documents import Passage
 from qa.errors import IndexLoadError, InputError
 
 # Measured with whole SQuAD paragraphs by scripts/fusion_experiments.py (in git history before
@@ -46,6 +47,8 @@ ARRAYS_FILE = "bm25.npz"
 META_FILE = "bm25.json"
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+#: What the BM25 index of a store is built from; a store whose manifest names another recipe rebuilds it.
+LEXICAL_RECIPE = "title. text"
 
 
 @dataclass(frozen=True)
@@ -357,3 +360,16 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((part, -scores[part]))
     best = part[order]
     return best.astype(np.int64), scores[best].astype(np.float32)
+
+
+def lexical_text(passage: Passage) -> str:
+    """What BM25 indexes for a passage: ``"title. text"`` (the recipe `LEXICAL_RECIPE` names)."""
+    # A paragraph rarely repeats its article's subject; the title puts it back for BM25
+    # (a poor man's BM25F). Measured in scripts/retrieval_experiments.py.
+    title = passage.source.title.strip()
+    return f"{title}. {passage.text}" if title else passage.text
+
+
+def build_lexical(passages: Sequence[Passage]) -> BM25:
+    """The BM25 index over ``passages`` (`lexical_text` of each)."""
+    return BM25.build([lexical_text(p) for p in passages])

@@ -27,10 +27,11 @@ import numpy as np
 from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
+from qa.stores.base import LEXICAL_MODES
 
 if TYPE_CHECKING:
     from qa.filters import Filters
-    from qa.index import Index
+    from qa.stores.base import Store
 
 MODES = ("dense", "bm25", "hybrid", "rrf")
 DEFAULT_MODE = "hybrid"
@@ -108,7 +109,7 @@ def check_mode(mode: str | None) -> str:
 
 
 def search(
-    index: Index,
+    index: Store,
     queries: Sequence[str],
     k: int = 5,
     *,
@@ -131,10 +132,12 @@ def search(
         knobs: search-time knobs of approximate indexes (``ef_search``, ``nprobe``).
 
     Raises:
-        InputError: an empty query, a bad ``k`` or an unknown mode.
+        InputError: an empty query, a bad ``k``, an unknown mode, or a mode the store cannot search.
     """
     queries = check_queries(queries, k)
     mode = check_mode(mode)
+    if mode in LEXICAL_MODES and index.lexical_unavailable is not None:
+        raise InputError(f"mode {mode!r} is not available here: {index.lexical_unavailable}")
     if not queries or not len(index):
         return [[] for _ in queries]
     rows = index.select_rows(filters)
@@ -157,7 +160,7 @@ def search(
 
 
 def _fused(
-    index: Index, query: str, vector: np.ndarray, k: int, rows: np.ndarray | None, mode: str, knobs: dict[str, Any]
+    index: Store, query: str, vector: np.ndarray, k: int, rows: Any, mode: str, knobs: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
     _, dense_rows = index.dense_search(vector[None, :], max(k, fusion.DEFAULT_POOL), rows, **knobs)
@@ -169,10 +172,7 @@ def _fused(
         return np.array([fused[r] for r in best], dtype=np.float32), np.array(best, dtype=np.int64)
     candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
     dense = index.passage_vectors(candidates) @ vector
-    lexical = index.lexical
-    none = np.zeros(len(candidates), dtype=np.float32)
-    bm25 = lexical.scores(query)[candidates] if lexical is not None else none
-    coverage = lexical.coverage(query, candidates) if lexical is not None else none
+    bm25, coverage = index.lexical_scores(query, candidates)
     sentence = index.best_sentence_scores(vector, candidates)
     signals = [dense, bm25, sentence, coverage]
     combined = fusion.fuse_scores(signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
@@ -181,12 +181,12 @@ def _fused(
     return combined[order], candidates[order]
 
 
-def _hits(index: Index, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+def _hits(index: Store, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
     hits: list[Hit] = []
     for score, row in zip(np.asarray(scores).tolist(), np.asarray(rows).tolist(), strict=True):
         if row < 0:  # FAISS pads with -1 when it has fewer than k results
             continue
-        passage = index.passages[row]
+        passage = index.passage_at(row)
         hits.append(Hit(len(hits) + 1, float(score), passage.text, passage.passage_id, passage.source))
     return hits
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from qa.documents import Passage
     from qa.embedding import Embedder
     from qa.filters import Filters
-    from qa.index import UpdateReport
+    from qa.updates import UpdateReport
     from qa.retrieval import Hit
 
 #: URL schemes of a Milvus server or cluster: ``milvus://HOST:PORT/COLLECTION`` (plain gRPC)
