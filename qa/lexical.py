@@ -191,6 +191,16 @@ class BM25:
         """Number of indexed documents."""
         return self._n_docs
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The score matrix, one column per term: ``(data, indices, indptr)``; term ``t``'s documents are
+        ``indices[indptr[t]:indptr[t + 1]]`` with scores ``data[...]`` (so its document frequency is the slice length).
+        """
+        return self._data, self._indices, self._indptr
+
+    def terms(self) -> list[str]:
+        """The vocabulary: term of id ``i`` is ``terms()[i]``."""
+        return sorted(self._vocab, key=self._vocab.__getitem__)
+
     # ------------------------------------------------------------------ query
 
     def term_ids(self, query: str) -> np.ndarray:

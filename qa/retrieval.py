@@ -149,6 +149,9 @@ def search(
         ranked = list(zip(scores, found, strict=True))
     elif mode == "bm25":
         scores, found = index.lexical_search(queries, fetch, rows)
+        # Passages sharing no word with the query (score 0) are not BM25 results: a FAISS folder
+        # would list them in row order, Milvus not at all, and neither order means anything.
+        found = np.where(scores > 0, found, -1)
         ranked = list(zip(scores, found, strict=True))
     else:
         vectors = index.embed_queries(queries)
@@ -164,11 +167,17 @@ def _fused(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
     _, dense_rows = index.dense_search(vector[None, :], max(k, fusion.DEFAULT_POOL), rows, **knobs)
-    _, bm25_rows = index.lexical_search([query], max(k, fusion.DEFAULT_POOL), rows)
-    dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]
+    bm25_scores, bm25_rows = index.lexical_search([query], max(k, fusion.DEFAULT_POOL), rows)
+    # The pool holds passages sharing a word with the query (see search): the same pool on every store.
+    dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][(bm25_rows[0] >= 0) & (bm25_scores[0] > 0)]
     if mode == "rrf":
         fused = fusion.rrf([dense_rows.tolist(), bm25_rows.tolist()])
-        best = sorted(fused, key=lambda row: (-fused[row], row))[:k]
+        # Equal sums (rank r in one list only, say) go to the better dense rank, then BM25 rank: the
+        # same order on every store, whatever its row numbers.
+        dense_rank = {int(r): i for i, r in enumerate(dense_rows.tolist())}
+        bm25_rank = {int(r): i for i, r in enumerate(bm25_rows.tolist())}
+        last = len(dense_rank) + len(bm25_rank)
+        best = sorted(fused, key=lambda row: (-fused[row], dense_rank.get(row, last), bm25_rank.get(row, last)))[:k]
         return np.array([fused[r] for r in best], dtype=np.float32), np.array(best, dtype=np.int64)
     candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
     dense = index.passage_vectors(candidates) @ vector
