@@ -170,8 +170,9 @@ def sparse_supported(client: Any) -> str | None:
         version = str(client.get_server_version())
     except Exception:  # older servers or proxies without the call: assume the feature is missing
         version = "unknown"
-    if version.startswith("milvus_lite") or "lite" in version:
+    if version.startswith("milvus_lite"):  # Milvus Lite 3.x ("milvus_lite-3.2.2")
         return None
+    # A server says "v2.4.3"; the PyPI milvus 2.3.5 standalone says "v2.3.5-lite".
     numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
     if len(numbers) == 2 and numbers >= SPARSE_SINCE:
         return None
