@@ -35,6 +35,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check qa tests benchmarks scripts notebooks/*.py
 	$(BIN)/mypy qa
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa import __version__
+from qa._version import __version__
 
 if TYPE_CHECKING:
     from qa.answering import Answer

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa import __version__
+from qa._version import __version__
 from qa.errors import InputError
 from qa.text import normalize_answer
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from qa import __version__
+from qa._version import __version__
 from qa.documents import Passage, Source
 from qa.errors import IndexLoadError, QAError
 from qa.lexical import LEXICAL_RECIPE

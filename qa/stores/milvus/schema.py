@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from qa import __version__
+from qa._version import __version__
 from qa.documents import Passage, Source
 from qa.errors import IndexLoadError, InputError
 from qa.filters import parse_date

@@ -30,7 +30,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from qa import __version__
+from qa._version import __version__
 from qa.documents import Passage
 from qa.embedding import Embedder
 from qa.errors import InputError
