@@ -118,9 +118,11 @@ class Index(IndexAPI, FaissStore):
         progress: bool = False,
         batch_size: int = 64,
         index_type: str | None = None,
+        **options: Any,
     ) -> UpdateReport:
         """`qa.api.IndexAPI.update`; ``index_type`` changes the index type (vectors are reused)."""
-        options = {} if index_type is None else {"index_type": index_type}
+        if index_type is not None:
+            options["index_type"] = index_type
         return super().update(paths, progress=progress, batch_size=batch_size, **options)
 
 

@@ -27,11 +27,10 @@ import numpy as np
 from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
-from qa.stores.base import LEXICAL_MODES
+from qa.stores.base import LEXICAL_MODES, Store
 
 if TYPE_CHECKING:
     from qa.filters import Filters
-    from qa.stores.base import Store
 
 MODES = ("dense", "bm25", "hybrid", "rrf")
 DEFAULT_MODE = "hybrid"
@@ -56,6 +55,12 @@ class Hit:
     text: str
     passage_id: str
     source: Source
+
+
+class Searchable(Store, Protocol):
+    """A store that embeds queries with its model (what `qa.api.IndexAPI` adds to a store)."""
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
 
 
 class Reranker(Protocol):
@@ -109,7 +114,7 @@ def check_mode(mode: str | None) -> str:
 
 
 def search(
-    index: Store,
+    index: Searchable,
     queries: Sequence[str],
     k: int = 5,
     *,

@@ -20,11 +20,11 @@ import pytest
 
 import qa.index as qi
 import qa.stores.faiss.ann as faiss_ann
-from qa.stores.faiss.generations import lock
 from qa.documents import Passage, Source, split_sentences
 from qa.errors import IndexLoadError, InputError
 from qa.filters import Filters
 from qa.index import Index, IndexLockedError, build_index, load_index
+from qa.stores.faiss.generations import lock
 
 TESTS = Path(__file__).resolve().parent
 # The fake embedder of conftest.py, as a class: these tests need many fresh instances.

@@ -28,7 +28,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -406,7 +406,7 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
     return State(passages, vectors, ids, ann, spec, lexical, dim, sentences)
 
 
-def ids_of(passages: list[Passage]) -> np.ndarray:
+def ids_of(passages: Sequence[Passage]) -> np.ndarray:
     """The int64 key (`qa.updates.passage_key`) of every passage, in row order."""
     return np.fromiter((int(p.passage_id, 16) >> 1 for p in passages), dtype=np.int64, count=len(passages))
 
