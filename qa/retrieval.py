@@ -28,6 +28,7 @@ from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
 from qa.stores.base import LEXICAL_MODES, Store
+from qa.updates import passage_key
 
 if TYPE_CHECKING:
     from qa.filters import Filters
@@ -190,8 +191,10 @@ def _fused(
     sentence = index.best_sentence_scores(vector, candidates)
     signals = [dense, bm25, sentence, coverage]
     combined = fusion.fuse_scores(signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
-    # Ties (e.g. a one-passage pool) fall back to the dense order, then the row.
-    order = np.lexsort((candidates, -dense, -combined))[:k]
+    # Ties (e.g. a one-passage pool) fall back to the dense order, then the passage key (not the
+    # row, whose meaning differs between stores).
+    keys = np.array([passage_key(index.passage_at(int(r)).passage_id) for r in candidates], dtype=np.int64)
+    order = np.lexsort((keys, -dense, -combined))[:k]
     return combined[order], candidates[order]
 
 

@@ -206,16 +206,23 @@ def empty_result(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.full((n, width), -np.inf, dtype=np.float32), np.full((n, width), -1, dtype=np.int64)
 
 
-def top_positions(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest scores, best first, ties broken by lower position."""
+def top_positions(scores: np.ndarray, k: int, keys: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the ``k`` largest scores, best first.
+
+    Ties are broken by lower ``keys[position]`` (the passage keys, so every store orders equal
+    scores alike), or by lower position without keys.
+    """
+    order_keys = np.arange(len(scores)) if keys is None else np.asarray(keys)
     if k < len(scores):
         part = np.argpartition(-scores, k - 1)[:k]
         cut = scores[part].min()
         above = np.flatnonzero(scores > cut)
-        part = np.concatenate([above, np.flatnonzero(scores == cut)[: k - len(above)]])
+        ties = np.flatnonzero(scores == cut)
+        ties = ties[np.argsort(order_keys[ties], kind="stable")][: k - len(above)]
+        part = np.concatenate([above, ties])
     else:
         part = np.arange(len(scores))
-    return part[np.lexsort((part, -scores[part]))]
+    return part[np.lexsort((order_keys[part], -scores[part]))]
 
 
 def rerank_exact(

@@ -335,9 +335,10 @@ class FaissStore:
         return scores, out
 
     def _exact(self, queries: np.ndarray, width: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over ``rows`` (or all rows): always exact, ties broken by lower row."""
+        """Brute force over ``rows`` (or all rows): always exact, ties broken by lower passage key."""
         base = self._vectors if rows is None else self._vectors[rows]
         allowed = np.arange(len(self)) if rows is None else rows
+        keys = self._ids[allowed]
         scores = np.empty((len(queries), width), dtype=np.float32)
         out = np.empty((len(queries), width), dtype=np.int64)
         # Blocks of queries keep the (queries × rows) score matrix small.
@@ -346,7 +347,7 @@ class FaissStore:
         for start in range(0, len(queries), step):
             block = queries[start : start + step] @ base_t
             for i, line in enumerate(block):
-                top = top_positions(line, width)
+                top = top_positions(line, width, keys)
                 scores[start + i], out[start + i] = line[top], allowed[top]
         return scores, out
 
@@ -366,23 +367,22 @@ class FaissStore:
 
         Returns:
             ``(scores, rows)`` of shape ``(len(queries), max(1, min(k, allowed)))``, best first,
-            ties broken by lower row; -1 rows (score -inf) only when no row is allowed.
+            ties broken by lower passage key (as on every store); -1 rows (score -inf) only when no
+            row is allowed.
         """
-        from qa.lexical import top_k
-
         allowed = len(self) if rows is None else len(rows)
         width = max(1, min(k, allowed))
         bm25 = self.lexical
         if allowed == 0 or bm25 is None:
             return empty_result(len(queries), width)
-        if rows is None:
-            found, scores = bm25.search(list(queries), width)
-            return scores.astype(np.float32), found.astype(np.int64)
+        candidates = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        keys = self._ids[candidates]
         scores = np.empty((len(queries), width), dtype=np.float32)
         out = np.empty((len(queries), width), dtype=np.int64)
         for i, query in enumerate(queries):
-            top, values = top_k(bm25.scores(query)[rows], width)
-            scores[i], out[i] = values, rows[top]
+            line = bm25.scores(query)[candidates]
+            top = top_positions(line, width, keys)
+            scores[i], out[i] = line[top], candidates[top]
         return scores, out
 
     # -- Queries -----------------------------------------------------------

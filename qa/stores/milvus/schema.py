@@ -55,6 +55,8 @@ DEFAULT_INDEX_TYPE = "hnsw"
 
 #: Milvus caps ``limit`` (top-k) per query at 16384.
 MAX_TOP_K = 16_384
+#: Extra results fetched so that equal scores at the cut are ordered by passage key, as on every store.
+TIE_MARGIN = 16
 
 
 #: Milvus caps a VARCHAR at 65535 bytes.

@@ -49,6 +49,7 @@ from qa.stores.milvus.schema import (
     FORMAT_VERSION,
     MAX_TOP_K,
     QUERY_BATCH,
+    TIE_MARGIN,
     WRITE_BATCH,
     check_consistency,
     lexicon_rows,
@@ -253,7 +254,8 @@ class MilvusStore:
         out = np.full((len(queries), width), -1, dtype=np.int64)
         if k < 1:
             return scores, out
-        params = self._search_params(width, ef_search, nprobe)
+        fetch = min(width + TIE_MARGIN, MAX_TOP_K)
+        params = self._search_params(fetch, ef_search, nprobe)
         expression = rows.expression if rows is not None else ""
         for start in range(0, len(queries), QUERY_BATCH):
             block = queries[start : start + QUERY_BATCH]
@@ -261,17 +263,19 @@ class MilvusStore:
                 self.target.collection,
                 data=block.tolist(),
                 filter=expression,
-                limit=width,
+                limit=fetch,
                 output_fields=_SCALARS,
                 search_params=params,
                 anns_field=_VECTOR,
                 consistency_level=self.consistency_level,
             )
             for i, hits in enumerate(results):
-                for j, hit in enumerate(hits):
-                    key = int(hit["id"])
-                    scores[start + i, j], out[start + i, j] = float(hit["distance"]), key
-                    self._remember(key, to_passage(hit["entity"]))
+                found = np.array([float(h["distance"]) for h in hits], dtype=np.float32)
+                keys = np.array([int(h["id"]) for h in hits], dtype=np.int64)
+                top = np.lexsort((keys, -found))[:width]  # equal scores: lower key first, as on every store
+                scores[start + i, : len(top)], out[start + i, : len(top)] = found[top], keys[top]
+                for hit in hits:
+                    self._remember(int(hit["id"]), to_passage(hit["entity"]))
         return scores, out
 
     def _search_params(self, k: int, ef_search: int | None, nprobe: int | None) -> dict[str, Any]:
@@ -501,7 +505,7 @@ class MilvusStore:
                 self.target.collection,
                 data=[sparse[i] for i in batch],
                 filter=expression,
-                limit=width,
+                limit=min(width + TIE_MARGIN, MAX_TOP_K),
                 output_fields=[_TERMS, *_SCALARS],
                 search_params={"metric_type": "IP", "params": {"drop_ratio_search": 0.0}},
                 anns_field=_TERMS,
@@ -516,8 +520,8 @@ class MilvusStore:
                 weights = [{int(t): float(w) for t, w in dict(h["entity"][_TERMS]).items()} for h in hits]
                 exact = self._bm25(self._query_terms(queries[i]), weights)
                 # Rescored exactly; ties go to the lower key (FAISS: the lower row).
-                order = np.lexsort((keys, -exact))
-                top, values = order[: len(keys)], exact[order[: len(keys)]]
+                top = np.lexsort((keys, -exact))[:width]
+                values = exact[top]
                 scores[i, : len(top)], out[i, : len(top)] = values, keys[top]
         return scores, out
 
