@@ -81,9 +81,7 @@ class Store(Protocol):
 
     # -- write --------------------------------------------------------------
 
-    def write(
-        self, passages: Sequence[Passage], vectors: np.ndarray, sentences: Sequence[np.ndarray | None]
-    ) -> None:
+    def write(self, passages: Sequence[Passage], vectors: np.ndarray, sentences: Sequence[np.ndarray | None]) -> None:
         """Write or replace these rows by passage key (``sentences[i]``: passage i's sentence vectors, or None)."""
         ...
 

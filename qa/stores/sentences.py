@@ -68,7 +68,6 @@ class SentenceVectors:
         """Passage text → its sentence block, for reuse by `embed` after an update."""
         return {p.text: self.block(row) for row, p in enumerate(passages)}
 
-
     @classmethod
     def from_blocks(cls, blocks: Sequence[np.ndarray], dim: int) -> SentenceVectors:
         """Join per-passage blocks (``(n_sentences, dim)``, empty for one-sentence passages)."""

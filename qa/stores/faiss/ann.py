@@ -52,7 +52,6 @@ RERANK_MIN = 100
 RETRAIN_FACTOR = 4.0
 
 
-
 def load_faiss() -> Any:
     # FAISS's OpenMP threads spin while idle by default; on a shared machine with fewer cores
     # than busy threads, that turns a 1 ms search into 50-100 ms. Passive waiting costs little.
@@ -239,4 +238,3 @@ def rerank_exact(
         top = top_positions(exact, min(width, len(rows)))
         scores[i, : len(top)], out[i, : len(top)] = exact[top], rows[top]
     return scores, out
-

@@ -70,8 +70,6 @@ SENTENCE_OFFSETS = "sentence_offsets.npy"
 LEXICAL_DIR = "bm25"
 
 
-
-
 DEFAULT_INDEX = "indexes/default"
 
 
@@ -85,10 +83,8 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 SLOW_WRITE_ENV = "QA_TEST_SLOW_WRITE"
 
 
-
 class IndexLockedError(QAError):
     """Another process is writing the index and did not finish within the lock timeout."""
-
 
 
 @dataclass(frozen=True)
@@ -200,7 +196,6 @@ def _flat_vectors(ann: Any, ids: np.ndarray, dim: int, folder: Path, rebuild: st
     if set(stored_ids.tolist()) != set(ids.tolist()):
         raise IndexLoadError(f"{folder}: FAISS ids do not match the passages (rows and metadata drifted); {rebuild}")
     return np.vstack([ann.reconstruct(int(i)) for i in ids]).astype(np.float32), False
-
 
 
 def write_generation(folder: Path, model_name: str, sources: list[str], state: State) -> dict[str, Any]:
@@ -409,7 +404,6 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
 def ids_of(passages: Sequence[Passage]) -> np.ndarray:
     """The int64 key (`qa.updates.passage_key`) of every passage, in row order."""
     return np.fromiter((int(p.passage_id, 16) >> 1 for p in passages), dtype=np.int64, count=len(passages))
-
 
 
 def save_folder(folder: Path, model_name: str, sources: list[str], state: State) -> dict[str, Any]:

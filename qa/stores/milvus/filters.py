@@ -105,7 +105,6 @@ def path_forms(target: str) -> list[str]:
     return sorted(f for f in forms if f)
 
 
-
 def document_expression(targets: Sequence[str]) -> str:
     """Rows that may belong to the documents ``targets`` names: by doc id, file path, or folder."""
     clauses = [in_list("doc_id", list(targets))]

@@ -165,7 +165,6 @@ def index_spec(index_type: str | None) -> dict[str, Any]:
     raise InputError(f"unknown Milvus index type {index_type!r}; use one of {', '.join(INDEX_TYPES)}")
 
 
-
 def sparse_supported(client: Any) -> str | None:
     """None when the server searches sparse vectors (Milvus Lite, Milvus ≥ 2.4); else why not, in one line."""
     try:

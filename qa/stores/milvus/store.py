@@ -17,7 +17,6 @@ Servers without sparse vectors (Milvus < 2.4) keep dense search and refuse the l
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import functools
@@ -35,16 +34,15 @@ from qa.documents import Passage
 from qa.embedding import Embedder
 from qa.errors import InputError
 from qa.filters import Filters
-from qa.lexical import BM25, LEXICAL_RECIPE, Tokenizer, lexical_text
+from qa.lexical import LEXICAL_RECIPE
 from qa.stores.base import iter_batches
 from qa.stores.milvus.filters import document_expression, filter_expression, in_list
+from qa.stores.milvus.lexical import MilvusLexical
 from qa.stores.milvus.schema import (
     _SCALARS,
-    _TERMS,
     _VECTOR,
     CACHE_SIZE,
     DEFAULT_CONSISTENCY,
-    EMPTY_TERMS,
     FORMAT,
     FORMAT_VERSION,
     MAX_TOP_K,
@@ -52,13 +50,10 @@ from qa.stores.milvus.schema import (
     TIE_MARGIN,
     WRITE_BATCH,
     check_consistency,
-    lexicon_rows,
-    read_lexicon,
     to_passage,
-    to_row,
-    write_meta,
 )
 from qa.stores.milvus.targets import MilvusTarget
+from qa.stores.milvus.writer import MilvusWriter
 from qa.updates import passage_key
 
 
@@ -120,8 +115,7 @@ def _quiet_iterator_warning() -> None:
         logger.addFilter(_DropMvccWarning())
 
 
-
-class MilvusStore:
+class MilvusStore(MilvusLexical, MilvusWriter):
     """Passages with their embeddings (and BM25 weights, sentence vectors) in Milvus; the Milvus half of `MilvusIndex`.
 
     Build one with `build_milvus_index`, open one with `load_milvus_index`. Close it (or use
@@ -333,7 +327,6 @@ class MilvusStore:
         finally:
             iterator.close()
 
-
     # -- What this store can do --------------------------------------------
 
     @property
@@ -418,191 +411,6 @@ class MilvusStore:
             if block is not None and len(block):
                 out[i] = float(np.max(block @ vector))
         return out.astype(np.float32)
-
-    # -- Lexical -------------------------------------------------------------
-
-    def _lexicon(self) -> tuple[dict[str, int], np.ndarray, int]:
-        """Term → id, document frequencies and document count of the committed BM25 weights."""
-        if self._terms is None:
-            lexical = self.manifest["lexical"]
-            terms, df = read_lexicon(self._client, self.target, int(lexical["chunks"]))
-            self._terms = ({t: i for i, t in enumerate(terms)}, df, int(lexical["docs"]))
-        return self._terms
-
-    def _query_terms(self, query: str) -> list[int]:
-        vocab, _, _ = self._lexicon()
-        return [vocab[t] for t in Tokenizer()([query])[0] if t in vocab]
-
-    def _weights(self, keys: Sequence[int]) -> dict[int, dict[int, float]]:
-        out: dict[int, dict[int, float]] = {}
-        for batch in iter_batches(list(keys), WRITE_BATCH):
-            found = self._client.get(
-                self.target.collection,
-                ids=[int(k) for k in batch],
-                output_fields=[_TERMS],
-                consistency_level=self.consistency_level,
-            )
-            for entity in found:
-                out[int(entity["id"])] = {int(t): float(w) for t, w in dict(entity[_TERMS]).items()}
-        return out
-
-    def _bm25(self, terms: list[int], weights: Sequence[dict[int, float]]) -> np.ndarray:
-        # Added term by term in query order, in float32, as qa.lexical.BM25.scores adds them.
-        out = np.zeros(len(weights), dtype=np.float32)
-        for t in terms:
-            column = np.array([w.get(t, 0.0) for w in weights], dtype=np.float32)
-            out += column
-        return out
-
-    def lexical_scores(self, query: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 scores and IDF-weighted query-word coverage of ``rows`` (as `qa.lexical.BM25.coverage`)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        if self.lexical_unavailable is not None or not len(rows):
-            none = np.zeros(len(rows), dtype=np.float32)
-            return none, none
-        found = self._weights(rows.tolist())
-        weights = [found.get(int(r), {}) for r in rows.tolist()]
-        terms = self._query_terms(query)
-        vocab, df, n_docs = self._lexicon()
-        coverage = np.zeros(len(rows), dtype=np.float64)
-        distinct = list(dict.fromkeys(Tokenizer()([query])[0]))
-        total = 0.0
-        for term in distinct:
-            t = vocab.get(term)
-            count = 0 if t is None else int(df[t])
-            idf = float(np.log1p((n_docs - count + 0.5) / (count + 0.5)))
-            total += idf
-            if t is not None and count:
-                coverage += idf * np.array([t in w for w in weights], dtype=np.float64)
-        coverage = coverage / total if total else coverage
-        return self._bm25(terms, weights), coverage.astype(np.float32)
-
-    def lexical_search(self, queries: Sequence[str], k: int, rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """BM25 top ``k`` among the selection: passages sharing a term with the query, best first.
-
-        Returns:
-            ``(scores, rows)`` of shape ``(len(queries), max(1, min(k, MAX_TOP_K)))``; -1 rows (score -inf)
-            where fewer passages share a term with the query.
-
-        Raises:
-            InputError: the server has no sparse vectors (`lexical_unavailable` says which version it needs).
-        """
-        if self.lexical_unavailable is not None:
-            raise InputError(self.lexical_unavailable)
-        width = max(1, min(k, MAX_TOP_K))
-        scores = np.full((len(queries), width), -np.inf, dtype=np.float32)
-        out = np.full((len(queries), width), -1, dtype=np.int64)
-        expression = rows.expression if rows is not None else ""
-        sparse = []
-        for query in queries:
-            counts: dict[int, float] = {}
-            for t in self._query_terms(query):
-                counts[t] = counts.get(t, 0.0) + 1.0
-            sparse.append(counts)
-        asked = [i for i, s in enumerate(sparse) if s]
-        for batch in iter_batches(asked, QUERY_BATCH):
-            results = self._client.search(
-                self.target.collection,
-                data=[sparse[i] for i in batch],
-                filter=expression,
-                limit=min(width + TIE_MARGIN, MAX_TOP_K),
-                output_fields=[_TERMS, *_SCALARS],
-                search_params={"metric_type": "IP", "params": {"drop_ratio_search": 0.0}},
-                anns_field=_TERMS,
-                consistency_level=self.consistency_level,
-            )
-            for i, hits in zip(batch, results, strict=True):
-                keys = np.array([int(h["id"]) for h in hits], dtype=np.int64)
-                if not len(keys):
-                    continue
-                for h in hits:
-                    self._remember(int(h["id"]), to_passage(h["entity"]))
-                weights = [{int(t): float(w) for t, w in dict(h["entity"][_TERMS]).items()} for h in hits]
-                exact = self._bm25(self._query_terms(queries[i]), weights)
-                # Rescored exactly; ties go to the lower key (FAISS: the lower row).
-                top = np.lexsort((keys, -exact))[:width]
-                values = exact[top]
-                scores[i, : len(top)], out[i, : len(top)] = values, keys[top]
-        return scores, out
-
-    # -- Writes --------------------------------------------------------------
-
-    def writing(self) -> contextlib.AbstractContextManager[None]:
-        """No lock: Milvus orders writes per primary key (the last one wins)."""
-        self._changed = False
-        return contextlib.nullcontext()
-
-    def write(self, passages: Sequence[Passage], vectors: np.ndarray, sentences: Sequence[np.ndarray | None]) -> None:
-        """Upsert the passages' rows and replace their sentence rows."""
-        lexical = bool(self.manifest.get("lexical"))
-        items = list(zip(passages, np.asarray(vectors, dtype=np.float32), sentences, strict=True))
-        for batch in iter_batches(items, WRITE_BATCH):
-            rows = []
-            for passage, vector, _ in batch:
-                row = to_row(passage, vector)
-                if lexical:
-                    row[_TERMS] = EMPTY_TERMS  # the real weights are written by commit
-                rows.append(row)
-            self._client.upsert(self.target.collection, rows)
-            keys = [passage_key(p.passage_id) for p, _, _ in batch]
-            self._client.delete(self.target.sentences_collection, filter=f"passage in {keys}")
-            sentence_rows = [
-                {"passage": passage_key(p.passage_id), "position": j, _VECTOR: np.asarray(v, np.float32).tolist()}
-                for p, _, block in batch
-                if block is not None
-                for j, v in enumerate(np.asarray(block, dtype=np.float16).astype(np.float32))
-            ]
-            for part in iter_batches(sentence_rows, WRITE_BATCH):
-                self._client.insert(self.target.sentences_collection, list(part))
-            for key in keys:
-                self._cache.pop(key, None)
-        self._changed = self._changed or bool(items)
-
-    def delete(self, keys: Sequence[int]) -> None:
-        """Drop the rows (and sentence rows) of these keys."""
-        for batch in iter_batches([int(k) for k in keys], WRITE_BATCH):
-            self._client.delete(self.target.collection, ids=list(batch))
-            self._client.delete(self.target.sentences_collection, filter=f"passage in {list(batch)}")
-            for key in batch:
-                self._cache.pop(key, None)
-        self._changed = self._changed or bool(keys)
-
-    def commit(self, order: Sequence[str] | None, sources: list[str], **options: Any) -> None:
-        """Re-derive the BM25 weights if the passages changed, then record ``sources`` (``order`` is not kept)."""
-        manifest = dict(self.manifest)
-        if self._changed and manifest.get("lexical"):
-            manifest["lexical"] = self._reweigh()
-        if sources != manifest.get("sources") or manifest != self.manifest:
-            manifest["sources"] = sources
-            self.manifest = manifest
-            write_meta(self._client, self.target, {"manifest": json.dumps(manifest)})
-        self._changed = False
-
-    def _reweigh(self) -> dict[str, Any]:
-        """Rewrite every row's BM25 weights for the corpus as it is now; return the manifest's lexical record."""
-        rows = list(self._scan(["id", *_SCALARS, _VECTOR]))
-        rows.sort(key=lambda r: int(r["id"]))
-        self._terms = None
-        if not rows:
-            return {"recipe": LEXICAL_RECIPE, "docs": 0, "chunks": 0}
-        bm25 = BM25.build([lexical_text(to_passage(r)) for r in rows])
-        weights: list[dict[int, float]] = [{} for _ in rows]
-        data, indices, indptr = bm25.arrays()
-        for t in range(len(indptr) - 1):
-            for doc, w in zip(indices[indptr[t] : indptr[t + 1]].tolist(), data[indptr[t] : indptr[t + 1]].tolist(),
-                              strict=True):  # fmt: skip
-                weights[doc][t] = w
-        for batch in iter_batches(list(range(len(rows))), WRITE_BATCH):
-            upserts = []
-            for i in batch:
-                row = to_row(to_passage(rows[i]), np.asarray(rows[i][_VECTOR], dtype=np.float32))
-                row[_TERMS] = weights[i] or EMPTY_TERMS
-                upserts.append(row)
-            self._client.upsert(self.target.collection, upserts)
-        terms = bm25.terms()
-        lexicon = lexicon_rows(terms, np.diff(indptr))
-        write_meta(self._client, self.target, lexicon)
-        return {"recipe": LEXICAL_RECIPE, "docs": len(rows), "chunks": len(lexicon), "params": bm25.params}
 
     def _scan_collection(self, collection: str, fields: Sequence[str], expression: str) -> Iterator[dict[str, Any]]:
         _quiet_iterator_warning()

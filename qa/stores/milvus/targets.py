@@ -61,7 +61,6 @@ class MilvusTarget:
     def meta_collection(self) -> str:
         return self.collection + META_SUFFIX
 
-
     @property
     def sentences_collection(self) -> str:
         return self.collection + SENTENCES_SUFFIX
@@ -142,4 +141,3 @@ def connect(target: MilvusTarget) -> Any:
             else "is it running and reachable? (start one locally with: milvus-server --data DIR)"
         )
         raise MilvusUnavailableError(f"cannot open {where}: {exc}; {hint}") from exc
-
