@@ -27,6 +27,9 @@ RUNS: dict[str, list[str]] = {
     "eval_scifact": ["qa", "eval", "scifact", "--json"],
     "eval_squad": ["qa", "eval", "squad", "--split", "heldout", "--json"],
     "eval_seed": ["qa", "eval", "tests/seed_questions.jsonl", "--corpus", "seeds", "--json"],
+    "embedding_quality_squad": [
+        "python", "benchmarks/embedding_quality.py", "--dataset", "squad", "--json", "{out}",
+    ],
     "throughput": ["python", "benchmarks/compare.py", "throughput", "--json", "{out}"],
     "latency": ["python", "benchmarks/compare.py", "latency", "--json", "{out}"],
     "threads": ["python", "benchmarks/compare.py", "threads", "--json", "{out}"],
@@ -80,10 +83,16 @@ def _command(report: dict[str, Any], name: str) -> str:
     return str(report.get("command") or shlex.join(RUNS[name])).replace(f"{ROOT}/", "")
 
 
+def _took(report: dict[str, Any]) -> str:
+    seconds = report.get("seconds")
+    return f"; the whole run, index build included, took {seconds / 60:.1f} min" if seconds else ""
+
+
 def render_eval(report: dict[str, Any], name: str) -> list[str]:
     lines = [
         f"Reproduce: `{_command(report, name)}`  ",
-        f"qa {report['qa_version']}, model {report['model']}; corpus {report['documents']} documents, "
+        f"qa {report['qa_version']}, model {report['model']} ({report.get('embedding_backend') or 'torch'} "
+        f"backend{_took(report)}); corpus {report['documents']} documents, "
         f"{report['units']} {report['unit']}s, {report['passages']} passages; {report['questions']} questions; "
         f"data sha256 {report['data_sha256'][:12]}.",
         "",
@@ -192,6 +201,22 @@ def render(out_dir: Path) -> str:
                 if r["mode"] in labels:
                     rows.append([labels[r["mode"]], f"{r['ndcg_at_10']:.4f}", f"{r['recall']['100']:.4f}"])
         sections += [_table(["run", "nDCG@10", "recall@100"], rows), ""]
+    quality = _load(out_dir, "embedding_quality_squad")
+    if quality:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import embedding_quality
+
+        sections += [
+            "### Quality by embedding backend (SQuAD held-out)",
+            "",
+            f"Reproduce: `{_command(quality, 'embedding_quality_squad')}`  ",
+            "`X/separate` embeds each sentence as a text of its own (before issue 11); plain `X` pools the "
+            "sentence vectors from the passage's forward pass. `mixed` queries an fp32 index with int8 query "
+            "vectors, which qa refuses to do silently.",
+            "",
+            embedding_quality.show(quality),
+            "",
+        ]
     speed = {name: data for name in SPEED if (data := _load(out_dir, name))}
     if speed:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

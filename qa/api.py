@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.documents import Passage, load_passages
+from qa.embedding import embed_passages
 from qa.errors import InputError, ModelMismatchError
 from qa.retrieval import DEFAULT_MODE, Hit, search
 from qa.stores.sentences import SentenceVectors
@@ -230,8 +231,17 @@ class IndexAPI:
         stored = self.vectors_by_key(list(dict.fromkeys(plan.reuse.values())))  # type: ignore[attr-defined]
         by_text = {text: stored[key] for text, key in plan.reuse.items() if key in stored}
         fresh = [t for t in dict.fromkeys(p.text for p in plan.write) if t not in by_text]
+        keep_sentences = bool(plan.write) and self.keeps_sentences  # type: ignore[attr-defined]
+        new_blocks: dict[str, np.ndarray] = {}
         if fresh:
-            embedded = self.embedder.encode(fresh, batch_size=batch_size, progress=progress)  # type: ignore[attr-defined]
+            # One forward pass gives each new passage's vector and its sentences' vectors.
+            embedded, new_blocks = embed_passages(
+                self.embedder,  # type: ignore[attr-defined]
+                fresh,
+                with_sentences=keep_sentences,
+                batch_size=batch_size,
+                progress=progress,
+            )
             if embedded.shape[1] != dim:
                 raise ModelMismatchError(
                     f"model {self.embedder.name!r} makes {embedded.shape[1]}-d vectors but this index holds "  # type: ignore[attr-defined]
@@ -240,9 +250,10 @@ class IndexAPI:
             by_text.update(zip(fresh, embedded, strict=True))
         vectors = np.array([by_text[p.text] for p in plan.write], dtype=np.float32).reshape(len(plan.write), dim)
         blocks: list[np.ndarray | None] = [None] * len(plan.write)
-        if plan.write and self.keeps_sentences:  # type: ignore[attr-defined]
+        if keep_sentences:
             known_blocks = self.sentence_blocks(list(dict.fromkeys(plan.reuse.values())))  # type: ignore[attr-defined]
             known = {text: known_blocks[key] for text, key in plan.reuse.items() if key in known_blocks}
+            known.update(new_blocks)
             sentences = SentenceVectors.embed(plan.write, self.embedder, dim, known=known, batch_size=batch_size)  # type: ignore[attr-defined]
             blocks = list(sentences.blocks())
         if plan.write:

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from qa.store import Store
 
 DEFAULT_INDEX = "indexes/default"
+# Kept here, not imported from qa.embedding, so that `qa --help` imports nothing but argparse.
+BACKENDS = ("onnx-int8", "onnx", "torch")
+DEFAULT_BACKEND = "onnx-int8"
 DEFAULT_SOURCES = "seeds"
 
 
@@ -53,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TYPE",
         help="auto (default for a new index), flat, hnsw, ivf-sq8, ivf-pq, or a FAISS factory string",
+    )
+    index.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help=f"how the model runs: {DEFAULT_BACKEND} (default for a new index), onnx (fp32) or torch; "
+        "an existing index keeps its own unless this is given",
     )
     common(index)
 
@@ -110,15 +120,19 @@ def _open_index(args: argparse.Namespace) -> Store:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from qa.embedding import get_embedder
+    from qa.embedding import DEFAULT_MODEL, get_embedder
     from qa.index import build_index
 
     started = time.perf_counter()
-    embedder = get_embedder(args.model)
+    embedder = get_embedder(args.model, backend=args.backend)
     _ = embedder.max_tokens  # loads the model now, so the time printed below is the indexing alone
     loaded = time.perf_counter()
     kwargs: dict[str, Any] = {"index_type": args.index_type} if args.index_type else {}
-    index = build_index(args.paths, args.index, model=embedder, progress=not args.quiet, **kwargs)
+    # The model by name: without --backend an existing index keeps the backend it was built with.
+    index = build_index(
+        args.paths, args.index, model=args.model or DEFAULT_MODEL, embedding_backend=args.backend,
+        progress=not args.quiet, **kwargs,
+    )  # fmt: skip
     documents = len({p.source.doc_id for p in index.passages})
     print(f"indexed {len(index)} passages from {documents} documents into {args.index} "
           f"in {time.perf_counter() - loaded:.2f}s (+{loaded - started:.1f}s model load)")

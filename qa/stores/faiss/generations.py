@@ -198,7 +198,7 @@ def _flat_vectors(ann: Any, ids: np.ndarray, dim: int, folder: Path, rebuild: st
     return np.vstack([ann.reconstruct(int(i)) for i in ids]).astype(np.float32), False
 
 
-def write_generation(folder: Path, model_name: str, sources: list[str], state: State) -> dict[str, Any]:
+def write_generation(folder: Path, model: dict[str, Any], sources: list[str], state: State) -> dict[str, Any]:
     """Write one complete generation of ``state`` into ``folder`` and commit it; return the new manifest."""
     generation = f"gen-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     gen_dir = folder / generation
@@ -239,7 +239,7 @@ def write_generation(folder: Path, model_name: str, sources: list[str], state: S
             "format_version": FORMAT_VERSION,
             "qa_version": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "model": {"name": model_name, "dim": state.dim},
+            "model": model,
             "count": len(passages),
             "index_type": spec["factory"],
             "ann": spec,
@@ -293,8 +293,8 @@ def read_folder(folder: Path, check_model: Any) -> tuple[dict[str, Any], State]:
 
     Args:
         folder: the index folder.
-        check_model: called with the manifest's model name and dimension before any large file is
-            read; raises when the caller's model does not fit.
+        check_model: called with the manifest's model record (`qa.embedding.model_record`) before
+            any large file is read; raises when the caller's model does not fit.
 
     Raises:
         IndexLoadError: not a qa index, another format version, or files that fail their checks.
@@ -327,7 +327,9 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
         )
     try:
         model_info = manifest["model"]
-        name, dim, count = str(model_info["name"]), int(model_info["dim"]), int(manifest["count"])
+        if not isinstance(model_info, dict) or "name" not in model_info:
+            raise KeyError("model.name")
+        dim, count = int(model_info["dim"]), int(manifest["count"])
         generation = str(manifest["generation"])
         files: dict[str, dict[str, Any]] = manifest["files"]
         # Indexes written before index types existed are exact (IDMap2 over flat).
@@ -346,7 +348,7 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
             raise FileNotFoundError(file)
         if file.stat().st_size != expected.get("bytes") or _sha256(file) != expected.get("sha256"):
             raise IndexLoadError(f"{file} does not match its checksum in {MANIFEST}: the index is corrupted; {rebuild}")
-    check_model(name, dim)
+    check_model(model_info)
     gen_dir = folder / generation
     passages = []
     try:
@@ -406,7 +408,7 @@ def ids_of(passages: Sequence[Passage]) -> np.ndarray:
     return np.fromiter((int(p.passage_id, 16) >> 1 for p in passages), dtype=np.int64, count=len(passages))
 
 
-def save_folder(folder: Path, model_name: str, sources: list[str], state: State) -> dict[str, Any]:
+def save_folder(folder: Path, model: dict[str, Any], sources: list[str], state: State) -> dict[str, Any]:
     """Write ``state`` to the folder ``folder`` (created, or replaced atomically) under the writer lock.
 
     Raises:
@@ -425,11 +427,11 @@ def save_folder(folder: Path, model_name: str, sources: list[str], state: State)
         for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a writer that was killed
         if folder.exists() and any(folder.iterdir()):
-            return write_generation(folder, model_name, sources, state)
+            return write_generation(folder, model, sources, state)
         staging = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
-            manifest = write_generation(staging, model_name, sources, state)
+            manifest = write_generation(staging, model, sources, state)
             if folder.exists():
                 folder.rmdir()
             os.rename(staging, folder)

@@ -212,7 +212,7 @@ def keeps_sentences(spec: dict[str, Any]) -> bool:
 
 
 def open_folder(path: str | os.PathLike[str], embedder_for: Any) -> tuple[dict[str, Any], State, Embedder]:
-    """Read an index folder; ``embedder_for(name, dim)`` returns the query model, or raises when it does not fit."""
+    """Read an index folder; ``embedder_for(record)`` returns the query model, or raises when it does not fit."""
     got: list[Embedder] = []
-    manifest, state = read_folder(Path(path), lambda name, dim: got.append(embedder_for(name, dim)))
+    manifest, state = read_folder(Path(path), lambda record: got.append(embedder_for(record)))
     return manifest, state, got[-1]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from qa.documents import Passage
-from qa.embedding import Embedder
+from qa.embedding import Embedder, model_record
 from qa.lexical import build_lexical, lexical_text
 from qa.stores.faiss.ann import RETRAIN_FACTOR, build_ann, load_faiss, resolve_index_type
 from qa.stores.faiss.generations import MANIFEST, State, ids_of, lock, pause, read_folder, read_json, save_folder
@@ -84,7 +84,7 @@ class FaissWriter:
                 if manifest_path.exists():
                     on_disk = read_json(manifest_path).get("generation")
                     if on_disk != self.manifest.get("generation"):
-                        self._adopt(*read_folder(self.path, lambda name, dim: None))
+                        self._adopt(*read_folder(self.path, lambda record: None))
                 yield
         finally:
             self._staged, self._deleted = {}, set()
@@ -177,7 +177,7 @@ class FaissWriter:
         state = State(passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
         if self.path is not None:
             pause()
-            self.manifest = _write_generation(self.path, self.embedder.name, sources, state)
+            self.manifest = _write_generation(self.path, model_record(self.embedder, self._dim), sources, state)
         else:
             self.manifest = {**self.manifest, "sources": sources}
         self._set_state(passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
@@ -215,7 +215,9 @@ class FaissWriter:
         state = State(
             self.passages, self._vectors, self._ids, self._faiss, self._spec, self.lexical, self._dim, self._sentences
         )
-        self.manifest = save_folder(folder, self.embedder.name, list(self.manifest.get("sources") or []), state)
+        self.manifest = save_folder(
+            folder, model_record(self.embedder, self._dim), list(self.manifest.get("sources") or []), state
+        )
         self.path = folder
         return folder
 

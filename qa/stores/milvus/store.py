@@ -31,7 +31,7 @@ import numpy as np
 
 from qa._version import __version__
 from qa.documents import Passage
-from qa.embedding import Embedder
+from qa.embedding import Embedder, model_record
 from qa.errors import InputError
 from qa.filters import Filters
 from qa.lexical import LEXICAL_RECIPE
@@ -444,7 +444,7 @@ def new_manifest(
         "format_version": FORMAT_VERSION,
         "qa_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "model": {"name": embedder.name, "dim": dim},
+        "model": model_record(embedder, dim),
         "ann": spec,
         "metric": "inner_product",
         "lexical": None if lexical else {"recipe": LEXICAL_RECIPE, "docs": 0, "chunks": 0},

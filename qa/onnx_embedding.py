@@ -1,0 +1,223 @@
+"""Sentence embeddings with ONNX Runtime and the `tokenizers` library: no torch at run time.
+
+`OnnxEmbedder` runs an export made by `qa.onnx_export` (made once per model and
+precision, the only step that needs torch). Pooling and normalisation are the
+sentence-transformers recipe written out: the mean (or the CLS state) of the last
+hidden states over the attention mask, then unit length. The vectors agree with
+sentence-transformers' torch output at cosine >= 0.999 for fp32 (tests/test_onnx.py).
+
+One forward pass also gives sentence vectors: `encode_with_sentences` pools each
+sentence's tokens inside its passage window, so the best-sentence signal costs no
+second pass through the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import ModelNotFoundError
+
+PROGRESS_MIN_TEXTS = 64
+
+
+class OnnxEmbedder:
+    """A sentence-transformers model served by ONNX Runtime (``fp32`` or dynamic ``int8``)."""
+
+    def __init__(
+        self,
+        name: str,
+        model_path: Path,
+        precision: str = "int8",
+        *,
+        query_threads: int = 1,
+        batch_threads: int | None = None,
+    ) -> None:
+        self._name = name
+        self._model_path = model_path
+        self.precision = precision
+        self._query_threads = query_threads
+        self._batch_threads = batch_threads or os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._state: dict[str, Any] | None = None
+        self._sessions: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if self.precision == "fp32" else f"onnx-{self.precision}"
+
+    def _loaded(self) -> dict[str, Any]:
+        with self._lock:
+            if self._state is None:
+                from tokenizers import Tokenizer
+
+                from qa.onnx_export import ensure_export
+
+                folder, manifest = ensure_export(self._model_path, self.precision)
+                counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                counter.no_truncation()
+                counter.no_padding()
+                encoder = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                encoder.no_padding()
+                encoder.enable_truncation(int(manifest["max_seq_length"]))
+                self._state = {"folder": folder, "manifest": manifest, "counter": counter, "encoder": encoder}
+            return self._state
+
+    def _session(self, threads: int) -> Any:
+        state = self._loaded()
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime as ort
+
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                try:
+                    self._sessions[threads] = ort.InferenceSession(
+                        str(state["folder"] / "model.onnx"), options, providers=["CPUExecutionProvider"]
+                    )
+                except Exception as exc:  # onnxruntime raises its own untyped errors
+                    raise ModelNotFoundError(f"ONNX Runtime cannot load {state['folder']}: {exc}") from exc
+            return self._sessions[threads]
+
+    @property
+    def dim(self) -> int:
+        return int(self._loaded()["manifest"]["dim"])
+
+    @property
+    def max_tokens(self) -> int:
+        # Same rule as the torch backend: all-MiniLM-L6-v2 was trained on 128 word pieces.
+        return min(int(self._loaded()["manifest"]["max_seq_length"]), 128)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._loaded()["counter"].encode(text, add_special_tokens=False).ids)
+
+    def export_info(self) -> dict[str, Any]:
+        """What the manifest records about this backend: precision and the export's checksum."""
+        manifest = self._loaded()["manifest"]
+        return {"precision": self.precision, "onnx_sha256": manifest["files"]["model.onnx"]["sha256"]}
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        vectors, _ = self._run(texts, None, batch_size=batch_size, progress=progress)
+        return vectors
+
+    def encode_with_sentences(
+        self,
+        texts: Sequence[str],
+        sentence_spans: Sequence[Sequence[tuple[int, int]]],
+        *,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Passage vectors and, from the same forward pass, one vector per given sentence span.
+
+        Args:
+            texts: passages.
+            sentence_spans: for each passage, character spans ``(start, end)`` of its sentences.
+
+        Returns:
+            ``(vectors, sentences)``: ``vectors`` is ``(len(texts), dim)``; ``sentences[i]`` is
+            ``(len(sentence_spans[i]), dim)``, each row the unit-length mean of that sentence's
+            token states in passage ``i``'s window (its passage vector if the sentence lost all
+            its tokens to truncation).
+        """
+        if len(sentence_spans) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(sentence_spans)} lists of sentence spans")
+        vectors, sentences = self._run(texts, sentence_spans, batch_size=batch_size, progress=progress)
+        assert sentences is not None
+        return vectors, sentences
+
+    def _run(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]] | None,
+        *,
+        batch_size: int,
+        progress: bool,
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        state = self._loaded()
+        dim = int(state["manifest"]["dim"])
+        if not texts:
+            return np.zeros((0, dim), dtype=np.float32), ([] if spans is not None else None)
+        session = self._session(self._query_threads if len(texts) <= 4 else self._batch_threads)
+        encodings = state["encoder"].encode_batch(list(texts))
+        inputs = list(state["manifest"]["inputs"])
+        cls_pooling = state["manifest"]["pooling"] == "cls"
+        # Batches of similar length waste no work on padding.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        sentence_out: list[np.ndarray] | None = [np.zeros((0, dim), np.float32)] * len(texts) if spans else None
+        bar = None
+        if progress and len(texts) >= PROGRESS_MIN_TEXTS:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="Embedding", unit="passage")
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(encodings[r].ids) for r in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros((len(rows), width), dtype=np.int64)
+            for i, r in enumerate(rows):
+                e = encodings[r]
+                ids[i, : len(e.ids)] = e.ids
+                mask[i, : len(e.ids)] = e.attention_mask
+                types[i, : len(e.ids)] = e.type_ids
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            states = session.run(None, {name: feed[name] for name in inputs})[0]
+            if cls_pooling:
+                pooled = states[:, 0, :]
+            else:
+                weights = mask[:, :, None].astype(np.float32)
+                pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[rows] = _unit(pooled)
+            if spans and sentence_out is not None:
+                for i, r in enumerate(rows):
+                    sentence_out[r] = _pool_sentences(states[i], encodings[r].offsets, mask[i], spans[r], out[r])
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+        return out, sentence_out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _pool_sentences(
+    states: np.ndarray,
+    offsets: Sequence[tuple[int, int]],
+    mask: np.ndarray,
+    spans: Sequence[tuple[int, int]],
+    fallback: np.ndarray,
+) -> np.ndarray:
+    """The unit mean of the token states inside each character span."""
+    if not spans:
+        return np.zeros((0, states.shape[-1]), dtype=np.float32)
+    n = len(offsets)
+    starts = np.fromiter((a for a, _ in offsets), dtype=np.int64, count=n)
+    ends = np.fromiter((b for _, b in offsets), dtype=np.int64, count=n)
+    real = (ends > starts) & (mask[:n] > 0)  # special tokens have empty offsets
+    result = np.empty((len(spans), states.shape[-1]), dtype=np.float32)
+    for j, (a, b) in enumerate(spans):
+        inside = real & (starts < b) & (ends > a)
+        result[j] = states[:n][inside].mean(axis=0) if inside.any() else fallback
+    return _unit(result)
+
+
+def read_export_manifest(folder: Path) -> dict[str, Any]:
+    """The ``export.json`` of an export folder (for tools that inspect the cache)."""
+    return dict(json.loads((folder / "export.json").read_text(encoding="utf-8")))
