@@ -57,6 +57,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import time
 import uuid
 import warnings
@@ -67,11 +68,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa import __version__
+from qa import __version__, integrity
 from qa.documents import Passage, Source, load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, env_threads, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
-from qa.filters import Filters
+from qa.filters import Filters, as_filters
 from qa.retrieval import Hit, search
 from qa.store import Store, uses_milvus
 
@@ -335,7 +336,14 @@ def build_ann(vectors: np.ndarray, ids: np.ndarray, spec: dict[str, Any]) -> Any
         sample = vectors
         if len(vectors) > cap:
             sample = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), cap, replace=False))]
-        base.train(sample)
+        try:
+            base.train(sample)
+        except RuntimeError as exc:  # FAISS: fewer training points than clusters, and the like
+            reason = str(exc).rsplit("failed: ", 1)[-1].strip()
+            raise InputError(
+                f"index type {spec['requested']!r} cannot be trained on {len(vectors)} passages ({reason}); "
+                "use --index-type flat or auto, or a factory string with fewer lists"
+            ) from None
         spec["params"]["trained_on"] = len(vectors)
     try:
         if kind in ("flat", "hnsw"):
@@ -572,11 +580,8 @@ class Index:
         Returns:
             Sorted int64 row numbers, or None when every row is allowed.
         """
-        if filters is None:
-            return None
-        if isinstance(filters, Mapping):
-            filters = Filters(**filters)
-        if filters.empty:
+        filters = as_filters(filters)
+        if filters is None or filters.empty:
             return None
         if self._groups is None:
             # Passages of one article share their source fields: test each distinct source once.
@@ -963,6 +968,7 @@ class Index:
             IndexLockedError: another writer held the lock past the timeout.
         """
         folder = Path(path)
+        integrity.check_target(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         sources = list(self.manifest.get("sources") or [])
         state = (
@@ -986,14 +992,16 @@ class Index:
                 shutil.rmtree(stale, ignore_errors=True)  # left by a writer that was killed
             if not folder.exists() or not any(folder.iterdir()):
                 staging = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-                staging.mkdir()
                 try:
+                    staging.mkdir()
                     manifest = self._write_state(staging, *state)
                     if folder.exists():
                         folder.rmdir()
-                    os.rename(staging, folder)
-                except BaseException:
+                    integrity.expect_commit(folder / MANIFEST, manifest["generation"])
+                    os.rename(staging, folder)  # the commit point of a new index
+                except BaseException as exc:
                     shutil.rmtree(staging, ignore_errors=True)
+                    integrity.raise_if_disk_full(exc, folder)
                     raise
                 _fsync_dir(folder.parent)
             else:
@@ -1018,8 +1026,9 @@ class Index:
         """Write one complete generation into ``folder`` and commit it; return the new manifest."""
         generation = f"gen-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         gen_dir = folder / generation
-        gen_dir.mkdir()
+        temp = folder / f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
         try:
+            gen_dir.mkdir()
             faiss = _faiss()
             names: list[str] = []
             if ann is not None:
@@ -1065,17 +1074,18 @@ class Index:
                 "sources": sources,
             }
             _pause()
-            temp = folder / f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
             temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             _fsync_file(temp)
+            integrity.expect_commit(folder / MANIFEST, generation)
             os.replace(temp, folder / MANIFEST)  # the commit point
             _fsync_dir(folder)
-        except BaseException:
+        except BaseException as exc:
             committed = False
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, QAError):
                 committed = _read_json(folder / MANIFEST).get("generation") == generation
             if not committed:
-                shutil.rmtree(gen_dir, ignore_errors=True)
+                integrity.remove_strays(folder, [generation, temp.name])
+                integrity.raise_if_disk_full(exc, folder)
             raise
         _pause()
         for stale in folder.iterdir():
@@ -1208,10 +1218,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
+    return integrity.read_json_object(path)
+
+
+_held: dict[tuple[str, int], int] = {}
 
 
 @contextlib.contextmanager
@@ -1228,6 +1238,15 @@ def _lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
             timeout = DEFAULT_LOCK_TIMEOUT
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.lock"
+    # Re-entrant within a thread: build_faiss_index holds the lock across update() and save().
+    key = (os.path.realpath(lock_path), threading.get_ident())
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     with open(lock_path, "a+") as handle:
         deadline = time.monotonic() + timeout
         while True:
@@ -1244,12 +1263,14 @@ def _lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
                     ) from None
                 time.sleep(0.02)
         try:
+            _held[key] = 1
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
             yield
         finally:
+            _held.pop(key, None)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -1333,36 +1354,43 @@ def build_faiss_index(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     embedder = get_embedder(model)
-    if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
-        try:
-            existing = load_faiss_index(index_dir, model=embedder)
-        except (IndexLoadError, ModelMismatchError) as exc:
-            warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
-        else:
-            existing.update(paths, progress=progress, batch_size=batch_size, index_type=index_type)
-            return existing
-    passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
-    # Identical texts (the same wire paragraph in two articles) are embedded once.
-    texts = list(dict.fromkeys(p.text for p in passages))
-    unique = embedder.encode(texts, batch_size=batch_size, progress=progress)
-    row = {t: i for i, t in enumerate(texts)}
-    vectors = unique[[row[p.text] for p in passages]]
-    dim = int(unique.shape[1])
-    spec = resolve_index_type(index_type, len(passages), dim)
-    sentences = SentenceVectors.embed(passages, embedder, dim, progress=progress) if _keeps_sentences(spec) else None
-    index = Index(
-        passages,
-        vectors,
-        embedder,
-        manifest={"sources": [str(p) for p in paths]},
-        index_type=index_type or "auto",
-        lexical=_build_lexical(passages),
-        sentences=sentences,
-    )
-    index.last_update = _report([], passages, len(texts))
     if index_dir is not None:
-        index.save(index_dir)
-    return index
+        integrity.check_target(Path(index_dir))
+    # Under the writer lock from the "is there an index?" test to the commit: two writers creating
+    # the same new index then run one after the other, and the second updates the first's index
+    # (its report counting what it removed) instead of overwriting it unseen.
+    with _lock(Path(index_dir)) if index_dir is not None else contextlib.nullcontext():
+        if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
+            try:
+                existing = load_faiss_index(index_dir, model=embedder)
+            except (IndexLoadError, ModelMismatchError) as exc:
+                warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
+            else:
+                existing.update(paths, progress=progress, batch_size=batch_size, index_type=index_type)
+                return existing
+        passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
+        # Identical texts (the same wire paragraph in two articles) are embedded once.
+        texts = list(dict.fromkeys(p.text for p in passages))
+        unique = embedder.encode(texts, batch_size=batch_size, progress=progress)
+        row = {t: i for i, t in enumerate(texts)}
+        vectors = unique[[row[p.text] for p in passages]]
+        dim = int(unique.shape[1])
+        spec = resolve_index_type(index_type, len(passages), dim)
+        keep = _keeps_sentences(spec)
+        sentences = SentenceVectors.embed(passages, embedder, dim, progress=progress) if keep else None
+        index = Index(
+            passages,
+            vectors,
+            embedder,
+            manifest={"sources": [str(p) for p in paths]},
+            index_type=index_type or "auto",
+            lexical=_build_lexical(passages),
+            sentences=sentences,
+        )
+        index.last_update = _report([], passages, len(texts))
+        if index_dir is not None:
+            index.save(index_dir)
+        return index
 
 
 def load_index(
@@ -1397,6 +1425,8 @@ def load_index(
 
 def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str | Embedder | None = None) -> Index:
     """`load_index` for a FAISS index folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_index takes an index folder or Milvus target, not {type(path).__name__}")
     folder = Path(path)
     rebuild = f"rebuild it with: qa index PATH... --index {folder}"
     if not folder.is_dir():
@@ -1407,24 +1437,31 @@ def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str
             manifest = _read_json(folder / MANIFEST)
         except FileNotFoundError as exc:
             raise IndexLoadError(f"{folder} is not a qa index (no {MANIFEST}); {rebuild}") from exc
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, IndexLoadError) as exc:
             raise IndexLoadError(f"{folder / MANIFEST} is corrupted ({exc}); {rebuild}") from exc
         try:
             return _load(folder, manifest, model, rebuild)
-        except (FileNotFoundError, IndexLoadError):
+        except (FileNotFoundError, IndexLoadError) as exc:
             # A writer may have committed a new generation and deleted this one between our
             # reading the manifest and its files: then read the new manifest. Otherwise the
             # error is real.
             if attempt == attempts - 1 or not _generation_replaced(folder, manifest):
+                if isinstance(exc, FileNotFoundError):  # deleted, or a partial copy
+                    raise IndexLoadError(f"{exc} is missing: the index is incomplete; {rebuild}") from exc
                 raise
             time.sleep(0.01 * (attempt + 1))
+        except QAError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+            # Files that match their checksums but not their format (a re-signed file): damage too.
+            raise IndexLoadError(f"{folder} is damaged ({type(exc).__name__}: {exc}); {rebuild}") from exc
     raise AssertionError("unreachable")
 
 
 def _generation_replaced(folder: Path, manifest: dict[str, Any]) -> bool:
     try:
         return _read_json(folder / MANIFEST).get("generation") != manifest.get("generation")
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexLoadError):
         return False
 
 
@@ -1437,26 +1474,20 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
             f"{folder} has index format version {version!r} (written by qa {manifest.get('qa_version', '?')}); "
             f"this qa {__version__} reads version {FORMAT_VERSION}; {rebuild}"
         )
+    # Indexes written before index types existed are exact (IDMap2 over flat).
+    legacy = {"requested": "flat", "type": "flat", "factory": "IDMap2,Flat", "params": {}}
     try:
-        model_info = manifest["model"]
-        name, dim, count = str(model_info["name"]), int(model_info["dim"]), int(manifest["count"])
-        generation = str(manifest["generation"])
-        files: dict[str, dict[str, Any]] = manifest["files"]
-        # Indexes written before index types existed are exact (IDMap2 over flat).
-        spec: dict[str, Any] = manifest.get("ann") or {
-            "requested": "flat",
-            "type": "flat",
-            "factory": "IDMap2,Flat",
-            "params": {},
-        }
-        kind = str(spec["type"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IndexLoadError(f"{folder / MANIFEST} lacks a field ({exc}); {rebuild}") from exc
+        checked = integrity.check_manifest(manifest, str(folder / MANIFEST), legacy)
+    except IndexLoadError as exc:
+        raise IndexLoadError(f"{exc}; {rebuild}") from exc
+    name, dim, count, generation = checked.model, checked.dim, checked.count, checked.generation
+    files, spec, kind = checked.files, checked.ann, checked.ann["type"]
     for relative, expected in files.items():
         file = folder / relative
-        if not file.exists():
-            raise FileNotFoundError(file)
-        if file.stat().st_size != expected.get("bytes") or _sha256(file) != expected.get("sha256"):
+        if not (folder / generation).exists():
+            raise FileNotFoundError(folder / generation)  # a writer may have replaced it: the caller retries
+        size = integrity.regular_file(folder, relative, rebuild).st_size
+        if size != expected["bytes"] or _sha256(file) != expected["sha256"]:
             raise IndexLoadError(f"{file} does not match its checksum in {MANIFEST}: the index is corrupted; {rebuild}")
     embedder = get_embedder(model if model is not None else name)
     if embedder.name != name:
@@ -1468,12 +1499,15 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
         raise ModelMismatchError(f"model {embedder.name!r} makes {embedder.dim}-d vectors but {folder} holds {dim}-d")
     gen_dir = folder / generation
     passages = []
+    # Everything read below is listed, so it was checked above: a regular file inside the folder.
+    integrity.require_listed(files, generation, _files_read(files, generation), f"{folder / MANIFEST}; {rebuild}")
     try:
-        with open(gen_dir / PASSAGES, encoding="utf-8") as f:
+        with integrity.open_regular(gen_dir / PASSAGES, "r", encoding="utf-8") as f:
             for line in f:
                 record = json.loads(line)
-                passages.append(Passage(record["passage_id"], record["text"], Source(**record["source"])))
-    except (ValueError, KeyError, TypeError) as exc:
+                pid = integrity.check_passage_id(record["passage_id"], str(gen_dir / PASSAGES))
+                passages.append(Passage(pid, record["text"], Source(**record["source"])))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise IndexLoadError(f"{gen_dir / PASSAGES} is unreadable ({exc}); {rebuild}") from exc
     ids = _ids_of(passages)
     faiss = _faiss()
@@ -1525,6 +1559,18 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
     index._knobs = {}
     index._set_state(passages, vectors, ids, ann, spec, lexical, dim, sentences)
     return index
+
+
+def _files_read(files: Mapping[str, Any], generation: str) -> list[str]:
+    """The files of ``generation`` that `_load` opens, given what the manifest lists."""
+    from qa.lexical import ARRAYS_FILE, META_FILE
+
+    names = [PASSAGES]
+    if f"{generation}/{SENTENCE_OFFSETS}" in files:
+        names.append(SENTENCE_VECTORS)
+    if any(key.startswith(f"{generation}/{LEXICAL_DIR}/") for key in files):
+        names += [f"{LEXICAL_DIR}/{ARRAYS_FILE}", f"{LEXICAL_DIR}/{META_FILE}"]
+    return names
 
 
 def _flat_vectors(ann: Any, ids: np.ndarray, dim: int, folder: Path, rebuild: str) -> tuple[np.ndarray, bool]:

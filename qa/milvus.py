@@ -58,7 +58,7 @@ from qa import __version__
 from qa.documents import Passage, Source, load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError, QAError
-from qa.filters import Filters, parse_date
+from qa.filters import Filters, as_filters, parse_date
 from qa.index import UpdateReport, faiss_id
 from qa.retrieval import Hit, search
 from qa.store import MILVUS_LITE_SUFFIX, MILVUS_SCHEMES, normalise_url
@@ -243,10 +243,9 @@ def filter_expression(filters: Filters | Mapping[str, Any] | None) -> str:
     Raises:
         InputError: a filter field this backend does not know how to translate.
     """
+    filters = as_filters(filters)
     if filters is None:
         return ""
-    if isinstance(filters, Mapping):
-        filters = Filters(**filters)
     known = {"publisher", "section", "doc_id", "path_prefix", "date_from", "date_to"}
     unknown = [f.name for f in dataclasses.fields(filters) if f.name not in known and getattr(filters, f.name)]
     if unknown:

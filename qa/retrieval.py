@@ -27,6 +27,7 @@ import numpy as np
 from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
+from qa.filters import as_filters
 
 if TYPE_CHECKING:
     from qa.filters import Filters
@@ -137,7 +138,7 @@ def search(
     mode = check_mode(mode)
     if not queries or not len(index):
         return [[] for _ in queries]
-    rows = index.select_rows(filters)
+    rows = index.select_rows(as_filters(filters))
     if rows is not None and not len(rows):
         return [[] for _ in queries]
     fetch = max(k, rerank_top) if reranker is not None else k
