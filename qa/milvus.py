@@ -198,7 +198,15 @@ def _connect(target: MilvusTarget) -> Any:
 
 def literal(value: str) -> str:
     """``value`` as a Milvus string literal: double-quoted, with quotes, backslashes and controls escaped."""
-    # JSON string syntax is a subset of what the Milvus expression parser unquotes.
+    # JSON string syntax is a subset of what the Milvus expression parser unquotes, except \uXXXX:
+    # Milvus rejects it, and JSON writes other control characters only that way (as it does
+    # lone surrogates, which are not UTF-8). No real field value holds them: refuse them.
+    bad = next((c for c in value if (ord(c) < 32 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise InputError(
+            f"a filter value holds the control character U+{ord(bad):04X}, which a Milvus filter cannot "
+            "express; remove it from the value"
+        )
     return json.dumps(value, ensure_ascii=False)
 
 
