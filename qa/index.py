@@ -1225,11 +1225,14 @@ _held: dict[tuple[str, int], int] = {}
 
 
 @contextlib.contextmanager
-def _lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
+def _lock(folder: Path, timeout: float | None = None, *, reentrant: bool = False) -> Iterator[None]:
     """Serialise writers of one index folder: the second waits up to ``timeout`` seconds, then fails.
 
     The timeout defaults to $QA_LOCK_TIMEOUT, else `DEFAULT_LOCK_TIMEOUT`. The lock is an
     ``flock`` on a file beside the folder, so the kernel releases it when a writer dies.
+    Taken with ``reentrant=True``, the same thread may take it again inside (build_faiss_index
+    holds it across `Index.update` and `Index.save`); otherwise a second taking waits, as
+    another process would.
     """
     if timeout is None:
         try:
@@ -1238,7 +1241,6 @@ def _lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
             timeout = DEFAULT_LOCK_TIMEOUT
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.lock"
-    # Re-entrant within a thread: build_faiss_index holds the lock across update() and save().
     key = (os.path.realpath(lock_path), threading.get_ident())
     if _held.get(key):
         _held[key] += 1
@@ -1263,7 +1265,8 @@ def _lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
                     ) from None
                 time.sleep(0.02)
         try:
-            _held[key] = 1
+            if reentrant:
+                _held[key] = 1
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
@@ -1359,7 +1362,7 @@ def build_faiss_index(
     # Under the writer lock from the "is there an index?" test to the commit: two writers creating
     # the same new index then run one after the other, and the second updates the first's index
     # (its report counting what it removed) instead of overwriting it unseen.
-    with _lock(Path(index_dir)) if index_dir is not None else contextlib.nullcontext():
+    with _lock(Path(index_dir), reentrant=True) if index_dir is not None else contextlib.nullcontext():
         if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
             try:
                 existing = load_faiss_index(index_dir, model=embedder)

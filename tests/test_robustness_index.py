@@ -389,7 +389,7 @@ def test_two_writers_creating_the_same_new_index_both_tell_the_truth(tmp_path: P
 
 def test_the_writer_lock_is_reentrant_in_one_thread_only(tmp_path: Path) -> None:
     folder = tmp_path / "idx"
-    with qi._lock(folder), qi._lock(folder):  # the same thread: no deadlock
+    with qi._lock(folder, reentrant=True), qi._lock(folder):  # the same thread: no deadlock
         blocked: list[BaseException] = []
 
         def other() -> None:
