@@ -983,7 +983,7 @@ class Index:
             self._sentences,
         )
         with _lock(folder):
-            if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).exists():
+            if not integrity.may_replace(folder, MANIFEST):
                 raise InputError(
                     f"{folder} exists and is not a qa index (no {MANIFEST}); choose another --index folder "
                     "or remove it first"

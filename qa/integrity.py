@@ -245,6 +245,15 @@ def check_target(folder: Path) -> None:
         raise InputError(f"{folder} is a file, not an index folder; give --index a folder (new or existing)")
 
 
+def may_replace(folder: Path, manifest: str) -> bool:
+    """Whether a writer may put an index in ``folder``: absent, empty, holding a manifest, or holding
+    nothing but what a qa index holds (``gen-*`` folders, temp manifests: an index whose manifest
+    was lost). Anything else may be the user's own files, which a writer must not touch."""
+    if not folder.is_dir() or os.path.lexists(folder / manifest):
+        return True
+    return all(GENERATION.fullmatch(p.name) or p.name.startswith(f".{manifest}.tmp-") for p in folder.iterdir())
+
+
 def check_passage_id(value: Any, where: str) -> str:
     """A stored passage id, refused unless it is 1-16 lower-case hex digits (a 64-bit id).
 
