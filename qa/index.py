@@ -1455,7 +1455,7 @@ def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str
             time.sleep(0.01 * (attempt + 1))
         except QAError:
             raise
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, EOFError) as exc:
             # Files that match their checksums but not their format (a re-signed file): damage too.
             raise IndexLoadError(f"{folder} is damaged ({type(exc).__name__}: {exc}); {rebuild}") from exc
     raise AssertionError("unreachable")

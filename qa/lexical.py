@@ -311,7 +311,7 @@ class BM25:
                 arrays = {name: z[name] for name in z.files}
         except FileNotFoundError as exc:
             raise IndexLoadError(f"no BM25 index in {folder} ({exc.filename} is missing); rebuild the index") from exc
-        except (ValueError, OSError, RecursionError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexLoadError(f"BM25 index in {folder} is unreadable ({exc}); rebuild the index") from exc
         version = meta.get("format_version") if isinstance(meta, dict) else None
         if version != FORMAT_VERSION:
