@@ -110,7 +110,7 @@ def _plain(path: Path) -> bool:
 def _files_of(folder: Path) -> list[str]:
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        return sorted(manifest["files"]) + ["manifest.json"]
+        return [*sorted(manifest["files"]), "manifest.json"]
     except (OSError, ValueError, KeyError, TypeError):
         return ["manifest.json"]
 
