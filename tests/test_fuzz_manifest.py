@@ -128,7 +128,10 @@ def _apply_manifest_edit(folder: Path, edit: tuple[Any, ...], canary: Path) -> N
         manifest_path.write_bytes(edit[1])
         return
     if edit[0] == "nest":
-        text = manifest_path.read_text(encoding="utf-8").rstrip()[:-1]
+        try:
+            text = manifest_path.read_text(encoding="utf-8").rstrip()[:-1]
+        except ValueError:
+            return  # an earlier edit wrote bytes that are not UTF-8
         manifest_path.write_text(text + ', "deep": ' + "[" * edit[1] + "]" * edit[1] + "}", encoding="utf-8")
         return
     try:
