@@ -108,6 +108,8 @@ def _plain(path: Path) -> bool:
 
 
 def _files_of(folder: Path) -> list[str]:
+    if not _plain(folder / "manifest.json"):
+        return ["manifest.json"]
     try:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         return [*sorted(manifest["files"]), "manifest.json"]
