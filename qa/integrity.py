@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import stat
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -306,7 +307,8 @@ def remove_strays(folder: Path, names: Iterator[str] | list[str]) -> None:
             pass
 
 
-_expected: list[tuple[Path, str]] = []
+# Bounded: a long-lived process (a server) writing many times keeps only the latest few notes.
+_expected: deque[tuple[Path, str]] = deque(maxlen=16)
 
 
 def expect_commit(manifest: Path, generation: str) -> None:
