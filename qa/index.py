@@ -985,7 +985,7 @@ class Index:
         with _lock(folder):
             if not integrity.may_replace(folder, MANIFEST):
                 raise InputError(
-                    f"{folder} exists and is not a qa index (no {MANIFEST}); choose another --index folder "
+                    f"{folder} exists and is not a qa index (no {MANIFEST} file); choose another --index folder "
                     "or remove it first"
                 )
             for stale in folder.parent.glob(f".{folder.name}.tmp-*"):

@@ -250,8 +250,10 @@ def may_replace(folder: Path, manifest: str) -> bool:
     """Whether a writer may put an index in ``folder``: absent, empty, holding a manifest, or holding
     nothing but what a qa index holds (``gen-*`` folders, temp manifests: an index whose manifest
     was lost). Anything else may be the user's own files, which a writer must not touch."""
-    if not folder.is_dir() or os.path.lexists(folder / manifest):
+    if not folder.is_dir():
         return True
+    if os.path.lexists(folder / manifest):
+        return not (folder / manifest).is_dir() or (folder / manifest).is_symlink()
     return all(GENERATION.fullmatch(p.name) or p.name.startswith(f".{manifest}.tmp-") for p in folder.iterdir())
 
 
