@@ -112,6 +112,29 @@ def test_missing_generation_file_is_one_line_and_qa_index_rebuilds(
     assert [p.name for p in built.iterdir() if p.name.startswith("gen-")] == [_generation(built)]
 
 
+def test_a_lost_manifest_is_one_line_and_qa_index_rebuilds(built: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (built / "manifest.json").unlink()
+    capsys.readouterr()
+    assert _search(built) == 2
+    _one_line_error(capsys, "no manifest.json", "qa index")
+    assert main(["index", str(SEED), "--index", str(built), "--quiet"]) == 0
+    assert _search(built) == 0
+    assert [p.name for p in built.iterdir() if p.name.startswith("gen-")] == [_generation(built)]
+
+
+def test_a_folder_of_the_users_files_is_never_replaced(
+    tmp_path: Path, fake_models: HashEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n", encoding="utf-8")
+    (folder / "manifest.json").mkdir()
+    capsys.readouterr()
+    assert main(["index", str(SEED), "--index", str(folder), "--quiet"]) == 2
+    _one_line_error(capsys, "not a qa index")
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "notes.txt"]
+
+
 # ---------------------------------------------------------------------------
 # 2. the manifest is never trusted with paths
 
