@@ -1507,9 +1507,8 @@ def _load(folder: Path, manifest: dict[str, Any], model: str | Embedder | None, 
     try:
         with integrity.open_regular(gen_dir / PASSAGES, "r", encoding="utf-8") as f:
             for line in f:
-                record = json.loads(line)
-                pid = integrity.check_passage_id(record["passage_id"], str(gen_dir / PASSAGES))
-                passages.append(Passage(pid, record["text"], Source(**record["source"])))
+                pid, text, source = integrity.passage_record(json.loads(line), str(gen_dir / PASSAGES))
+                passages.append(Passage(pid, text, Source(**source)))
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise IndexLoadError(f"{gen_dir / PASSAGES} is unreadable ({exc}); {rebuild}") from exc
     ids = _ids_of(passages)

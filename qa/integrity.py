@@ -246,6 +246,22 @@ def check_target(folder: Path) -> None:
         raise InputError(f"{folder} is a file, not an index folder; give --index a folder (new or existing)")
 
 
+def passage_record(record: Any, where: str) -> tuple[str, str, dict[str, Any]]:
+    """``(passage_id, text, source fields)`` of one stored passage line, checked for type.
+
+    Raises:
+        IndexLoadError: not an object, a passage id that is not hex (`check_passage_id`),
+            a text that is not a string, or a source that is not an object.
+    """
+    if not isinstance(record, dict):
+        raise IndexLoadError(f"{where}: a line is not a JSON object")
+    passage_id = check_passage_id(record.get("passage_id"), where)
+    text, source = record.get("text"), record.get("source")
+    if not isinstance(text, str) or not isinstance(source, dict):
+        raise IndexLoadError(f"{where}: passage {passage_id} lacks a 'text' string or a 'source' object")
+    return passage_id, text, source
+
+
 def may_replace(folder: Path, manifest: str) -> bool:
     """Whether a writer may put an index in ``folder``: absent, empty, holding a manifest, or holding
     nothing but what a qa index holds (``gen-*`` folders, temp manifests: an index whose manifest
