@@ -1433,6 +1433,7 @@ def load_faiss_index(path: str | os.PathLike[str] = DEFAULT_INDEX, *, model: str
     folder = Path(path)
     rebuild = f"rebuild it with: qa index PATH... --index {folder}"
     if not folder.is_dir():
+        integrity.check_target(folder)
         raise IndexLoadError(f"no index at {folder}; build one with: qa index PATH... --index {folder}")
     attempts = 5
     for attempt in range(attempts):

@@ -533,7 +533,7 @@ def test_index_naming_a_file_is_one_line(
     assert main(["index", str(SEED), "--index", str(file), "--quiet"]) == 2
     _one_line_error(capsys, "is a file")
     assert main(["search", QUERY, "--index", str(file)]) == 2
-    _one_line_error(capsys, str(file))
+    _one_line_error(capsys, str(file), "is a file")
     assert file.read_text(encoding="utf-8") == "not an index\n"
 
 
