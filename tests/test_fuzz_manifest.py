@@ -14,6 +14,8 @@ folders, checksums re-signed so the damage reaches the parsers — and loads it.
 The default profile keeps `make test` quick (60 examples); ``QA_FUZZ_PROFILE=long`` runs 2,000:
 
     QA_FUZZ_PROFILE=long pytest tests/test_fuzz_manifest.py --hypothesis-show-statistics
+
+``QA_FUZZ_TRACE=FILE`` appends each example to FILE before it runs (to find one that hangs).
 """
 
 from __future__ import annotations
