@@ -21,3 +21,7 @@ class ModelMismatchError(QAError):
 
 class ModelNotFoundError(QAError):
     """A model could not be found locally (`qa` never downloads at run time)."""
+
+
+class DiskFullError(QAError, OSError):
+    """The disk filled up while writing an index; the write was undone and the previous index is intact."""

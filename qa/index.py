@@ -23,6 +23,7 @@ The folder layout, crash safety and locks: `qa.stores.faiss.generations`; index 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from qa import integrity
 from qa.api import IndexAPI
 from qa.documents import load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, embed_passages, embedder_for_index, get_embedder
@@ -63,6 +65,7 @@ from qa.stores.faiss.generations import (
     SLOW_WRITE_ENV,
     VECTORS,
     IndexLockedError,
+    lock,
 )
 from qa.stores.faiss.store import FaissStore, keeps_sentences, open_folder
 from qa.stores.sentences import SentenceVectors
@@ -207,41 +210,47 @@ def build_faiss_index(
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     embedder = get_embedder(model, backend=embedding_backend)
-    if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
-        try:
-            # A model name (not an Embedder) and no backend: keep the backend the index was built with.
-            existing = load_faiss_index(index_dir, model=model, embedding_backend=embedding_backend)
-        except (IndexLoadError, ModelMismatchError) as exc:
-            warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
-        else:
-            existing.update(paths, progress=progress, batch_size=batch_size, index_type=index_type)
-            return existing
-    passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
-    # Identical texts (the same wire paragraph in two articles) are embedded once.
-    texts = list(dict.fromkeys(p.text for p in passages))
-    spec = resolve_index_type(index_type, len(passages), embedder.dim)
-    keep_sentences = keeps_sentences(spec)
-    # One forward pass gives each passage's vector and its sentences' vectors.
-    unique, blocks = embed_passages(
-        embedder, texts, with_sentences=keep_sentences, batch_size=batch_size, progress=progress
-    )
-    row = {t: i for i, t in enumerate(texts)}
-    vectors = unique[[row[p.text] for p in passages]]
-    dim = int(unique.shape[1])
-    sentences = SentenceVectors.embed(passages, embedder, dim, known=blocks) if keep_sentences else None
-    index = Index(
-        passages,
-        vectors,
-        embedder,
-        manifest={"sources": [str(p) for p in paths]},
-        index_type=index_type or "auto",
-        lexical=build_lexical(passages),
-        sentences=sentences,
-    )
-    index.last_update = report([], passages, len(texts))
     if index_dir is not None:
-        index.save(index_dir)
-    return index
+        integrity.check_target(Path(index_dir))
+    # Under the writer lock from the "is there an index?" test to the commit: two writers creating
+    # the same new index then run one after the other, and the second updates the first's index
+    # (its report counting what it removed) instead of overwriting it unseen.
+    with lock(Path(index_dir), reentrant=True) if index_dir is not None else contextlib.nullcontext():
+        if index_dir is not None and incremental and (Path(index_dir) / MANIFEST).exists():
+            try:
+                # A model name (not an Embedder) and no backend: keep the backend the index was built with.
+                existing = load_faiss_index(index_dir, model=model, embedding_backend=embedding_backend)
+            except (IndexLoadError, ModelMismatchError) as exc:
+                warnings.warn(f"rebuilding {index_dir} from scratch: {exc}", stacklevel=2)
+            else:
+                existing.update(paths, progress=progress, batch_size=batch_size, index_type=index_type)
+                return existing
+        passages = load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
+        # Identical texts (the same wire paragraph in two articles) are embedded once.
+        texts = list(dict.fromkeys(p.text for p in passages))
+        spec = resolve_index_type(index_type, len(passages), embedder.dim)
+        keep_sentences = keeps_sentences(spec)
+        # One forward pass gives each passage's vector and its sentences' vectors.
+        unique, blocks = embed_passages(
+            embedder, texts, with_sentences=keep_sentences, batch_size=batch_size, progress=progress
+        )
+        row = {t: i for i, t in enumerate(texts)}
+        vectors = unique[[row[p.text] for p in passages]]
+        dim = int(unique.shape[1])
+        sentences = SentenceVectors.embed(passages, embedder, dim, known=blocks) if keep_sentences else None
+        index = Index(
+            passages,
+            vectors,
+            embedder,
+            manifest={"sources": [str(p) for p in paths]},
+            index_type=index_type or "auto",
+            lexical=build_lexical(passages),
+            sentences=sentences,
+        )
+        index.last_update = report([], passages, len(texts))
+        if index_dir is not None:
+            index.save(index_dir)
+        return index
 
 
 def load_index(
@@ -284,6 +293,8 @@ def load_faiss_index(
     embedding_backend: str | None = None,
 ) -> Index:
     """`load_index` for a FAISS index folder."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"load_index takes an index folder or Milvus target, not {type(path).__name__}")
     folder = Path(path)
 
     def embedder_for(record: dict[str, Any]) -> Embedder:

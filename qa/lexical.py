@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,28 +324,37 @@ class BM25:
                 arrays = {name: z[name] for name in z.files}
         except FileNotFoundError as exc:
             raise IndexLoadError(f"no BM25 index in {folder} ({exc.filename} is missing); rebuild the index") from exc
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexLoadError(f"BM25 index in {folder} is unreadable ({exc}); rebuild the index") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION:
             raise IndexLoadError(
-                f"BM25 index in {folder} has format version {meta.get('format_version')}, "
+                f"BM25 index in {folder} has format version {version}, "
                 f"this qa reads version {FORMAT_VERSION}; rebuild the index"
             )
-        vocab = {term: i for i, term in enumerate(meta["vocab"])}
-        indptr = arrays["indptr"]
-        n_docs = int(meta["n_docs"])
-        if len(indptr) != len(vocab) + 1 or (len(arrays["indices"]) and int(arrays["indices"].max()) >= n_docs):
-            raise IndexLoadError(f"BM25 index in {folder} is inconsistent (vocabulary vs arrays); rebuild the index")
-        return cls(
-            vocab=vocab,
-            data=arrays["data"],
-            indices=arrays["indices"],
-            indptr=indptr,
-            n_docs=n_docs,
-            nonoccurrence=arrays.get("nonoccurrence"),
-            tokenizer=Tokenizer(**meta["tokenizer"]),
-            params=meta["params"],
-        )
+        try:
+            vocab = {term: i for i, term in enumerate(meta["vocab"])}
+            indptr = arrays["indptr"]
+            n_docs = int(meta["n_docs"])
+            consistent = len(indptr) == len(vocab) + 1 and not (
+                len(arrays["indices"]) and int(arrays["indices"].max()) >= n_docs
+            )
+            if consistent:
+                return cls(
+                    vocab=vocab,
+                    data=arrays["data"],
+                    indices=arrays["indices"],
+                    indptr=indptr,
+                    n_docs=n_docs,
+                    nonoccurrence=arrays.get("nonoccurrence"),
+                    tokenizer=Tokenizer(**meta["tokenizer"]),
+                    params=meta["params"],
+                )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise IndexLoadError(
+                f"BM25 index in {folder} lacks or garbles a field ({type(exc).__name__}: {exc}); rebuild the index"
+            ) from exc
+        raise IndexLoadError(f"BM25 index in {folder} is inconsistent (vocabulary vs arrays); rebuild the index")
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ import numpy as np
 from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
+from qa.filters import as_filters
 from qa.stores.base import LEXICAL_MODES, Store
 from qa.updates import passage_key
 
@@ -146,7 +147,7 @@ def search(
         raise InputError(f"mode {mode!r} is not available here: {index.lexical_unavailable}")
     if not queries or not len(index):
         return [[] for _ in queries]
-    rows = index.select_rows(filters)
+    rows = index.select_rows(as_filters(filters))
     if rows is not None and not len(rows):
         return [[] for _ in queries]
     fetch = max(k, rerank_top) if reranker is not None else k

@@ -170,7 +170,14 @@ def build_ann(vectors: np.ndarray, ids: np.ndarray, spec: dict[str, Any]) -> Any
         sample = vectors
         if len(vectors) > cap:
             sample = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), cap, replace=False))]
-        base.train(sample)
+        try:
+            base.train(sample)
+        except RuntimeError as exc:  # FAISS: fewer training points than clusters, and the like
+            reason = str(exc).rsplit("failed: ", 1)[-1].strip()
+            raise InputError(
+                f"index type {spec['requested']!r} cannot be trained on {len(vectors)} passages ({reason}); "
+                "use --index-type flat or auto, or a factory string with fewer lists"
+            ) from None
         spec["params"]["trained_on"] = len(vectors)
     try:
         if kind in ("flat", "hnsw"):

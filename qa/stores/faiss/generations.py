@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from qa import integrity
 from qa._version import __version__
 from qa.documents import Passage, Source
-from qa.errors import IndexLoadError, QAError
+from qa.errors import IndexLoadError, InputError, QAError
 from qa.lexical import LEXICAL_RECIPE
 from qa.stores.faiss.ann import build_ann, load_faiss
 from qa.stores.sentences import SentenceVectors
@@ -129,18 +131,22 @@ def fsync_dir(path: Path) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    return data
+    """A JSON object from ``path`` (a regular file of bounded size; `qa.integrity.read_json_object`)."""
+    return integrity.read_json_object(path)
+
+
+_held: dict[tuple[str, int], int] = {}
 
 
 @contextlib.contextmanager
-def lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
+def lock(folder: Path, timeout: float | None = None, *, reentrant: bool = False) -> Iterator[None]:
     """Serialise writers of one index folder: the second waits up to ``timeout`` seconds, then fails.
 
     The timeout defaults to $QA_LOCK_TIMEOUT, else `DEFAULT_LOCK_TIMEOUT`. The lock is an
     ``flock`` on a file beside the folder, so the kernel releases it when a writer dies.
+    Taken with ``reentrant=True``, the same thread may take it again inside (build_faiss_index
+    holds it across `Index.update` and `Index.save`); otherwise a second taking waits, as
+    another process would.
     """
     if timeout is None:
         try:
@@ -149,6 +155,14 @@ def lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
             timeout = DEFAULT_LOCK_TIMEOUT
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock_path = folder.parent / f".{folder.name}.lock"
+    key = (os.path.realpath(lock_path), threading.get_ident())
+    if _held.get(key):
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
     with open(lock_path, "a+") as handle:
         deadline = time.monotonic() + timeout
         while True:
@@ -165,19 +179,22 @@ def lock(folder: Path, timeout: float | None = None) -> Iterator[None]:
                     ) from None
                 time.sleep(0.02)
         try:
+            if reentrant:
+                _held[key] = 1
             handle.seek(0)
             handle.truncate()
             handle.write(str(os.getpid()))
             handle.flush()
             yield
         finally:
+            _held.pop(key, None)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _generation_replaced(folder: Path, manifest: dict[str, Any]) -> bool:
     try:
         return read_json(folder / MANIFEST).get("generation") != manifest.get("generation")
-    except (OSError, ValueError):
+    except (OSError, ValueError, IndexLoadError):
         return False
 
 
@@ -202,9 +219,10 @@ def write_generation(folder: Path, model: dict[str, Any], sources: list[str], st
     """Write one complete generation of ``state`` into ``folder`` and commit it; return the new manifest."""
     generation = f"gen-{_dt.datetime.now(_dt.UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     gen_dir = folder / generation
-    gen_dir.mkdir()
+    temp = folder / f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
     passages, spec, lexical, sentences = state.passages, state.spec, state.lexical, state.sentences
     try:
+        gen_dir.mkdir()
         faiss = load_faiss()
         names: list[str] = []
         if state.ann is not None:
@@ -250,17 +268,18 @@ def write_generation(folder: Path, model: dict[str, Any], sources: list[str], st
             "sources": sources,
         }
         pause()
-        temp = folder / f".{MANIFEST}.tmp-{uuid.uuid4().hex[:8]}"
         temp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _fsync_file(temp)
+        integrity.expect_commit(folder / MANIFEST, generation)
         os.replace(temp, folder / MANIFEST)  # the commit point
         fsync_dir(folder)
-    except BaseException:
+    except BaseException as exc:
         committed = False
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError, QAError):
             committed = read_json(folder / MANIFEST).get("generation") == generation
         if not committed:
-            shutil.rmtree(gen_dir, ignore_errors=True)
+            integrity.remove_strays(folder, [generation, temp.name])
+            integrity.raise_if_disk_full(exc, folder)
         raise
     pause()
     for stale in folder.iterdir():
@@ -279,12 +298,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """
     rebuild = f"rebuild it with: qa index PATH... --index {folder}"
     if not folder.is_dir():
+        integrity.check_target(folder)
         raise IndexLoadError(f"no index at {folder}; build one with: qa index PATH... --index {folder}")
     try:
         return read_json(folder / MANIFEST)
     except FileNotFoundError as exc:
         raise IndexLoadError(f"{folder} is not a qa index (no {MANIFEST}); {rebuild}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, IndexLoadError) as exc:
         raise IndexLoadError(f"{folder / MANIFEST} is corrupted ({exc}); {rebuild}") from exc
 
 
@@ -299,18 +319,26 @@ def read_folder(folder: Path, check_model: Any) -> tuple[dict[str, Any], State]:
     Raises:
         IndexLoadError: not a qa index, another format version, or files that fail their checks.
     """
+    rebuild = f"rebuild it with: qa index PATH... --index {folder}"
     attempts = 5
     for attempt in range(attempts):
         manifest = read_manifest(folder)
         try:
             return manifest, read_generation(folder, manifest, check_model)
-        except (FileNotFoundError, IndexLoadError):
+        except (FileNotFoundError, IndexLoadError) as exc:
             # A writer may have committed a new generation and deleted this one between our
             # reading the manifest and its files: then read the new manifest. Otherwise the
             # error is real.
             if attempt == attempts - 1 or not _generation_replaced(folder, manifest):
+                if isinstance(exc, FileNotFoundError):  # deleted, or a partial copy
+                    raise IndexLoadError(f"{exc} is missing: the index is incomplete; {rebuild}") from exc
                 raise
             time.sleep(0.01 * (attempt + 1))
+        except QAError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError, EOFError) as exc:
+            # Files that match their checksums but not their format (a re-signed file): damage too.
+            raise IndexLoadError(f"{folder} is damaged ({type(exc).__name__}: {exc}); {rebuild}") from exc
     raise AssertionError("unreachable")
 
 
@@ -325,38 +353,33 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
             f"{folder} has index format version {version!r} (written by qa {manifest.get('qa_version', '?')}); "
             f"this qa {__version__} reads version {FORMAT_VERSION}; {rebuild}"
         )
+    # Indexes written before index types existed are exact (IDMap2 over flat).
+    legacy = {"requested": "flat", "type": "flat", "factory": "IDMap2,Flat", "params": {}}
     try:
-        model_info = manifest["model"]
-        if not isinstance(model_info, dict) or "name" not in model_info:
-            raise KeyError("model.name")
-        dim, count = int(model_info["dim"]), int(manifest["count"])
-        generation = str(manifest["generation"])
-        files: dict[str, dict[str, Any]] = manifest["files"]
-        # Indexes written before index types existed are exact (IDMap2 over flat).
-        spec: dict[str, Any] = manifest.get("ann") or {
-            "requested": "flat",
-            "type": "flat",
-            "factory": "IDMap2,Flat",
-            "params": {},
-        }
-        kind = str(spec["type"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IndexLoadError(f"{folder / MANIFEST} lacks a field ({exc}); {rebuild}") from exc
+        checked = integrity.check_manifest(manifest, str(folder / MANIFEST), legacy)
+    except IndexLoadError as exc:
+        raise IndexLoadError(f"{exc}; {rebuild}") from exc
+    model_info = dict(manifest["model"])
+    dim, count, generation = checked.dim, checked.count, checked.generation
+    files, spec, kind = checked.files, checked.ann, checked.ann["type"]
     for relative, expected in files.items():
         file = folder / relative
-        if not file.exists():
-            raise FileNotFoundError(file)
-        if file.stat().st_size != expected.get("bytes") or _sha256(file) != expected.get("sha256"):
+        if not (folder / generation).exists():
+            raise FileNotFoundError(folder / generation)  # a writer may have replaced it: the caller retries
+        size = integrity.regular_file(folder, relative, rebuild).st_size
+        if size != expected["bytes"] or _sha256(file) != expected["sha256"]:
             raise IndexLoadError(f"{file} does not match its checksum in {MANIFEST}: the index is corrupted; {rebuild}")
     check_model(model_info)
     gen_dir = folder / generation
     passages = []
+    # Everything read below is listed, so it was checked above: a regular file inside the folder.
+    integrity.require_listed(files, generation, _files_read(files, generation), f"{folder / MANIFEST}; {rebuild}")
     try:
-        with open(gen_dir / PASSAGES, encoding="utf-8") as f:
+        with integrity.open_regular(gen_dir / PASSAGES, "r", encoding="utf-8") as f:
             for line in f:
-                record = json.loads(line)
-                passages.append(Passage(record["passage_id"], record["text"], Source(**record["source"])))
-    except (ValueError, KeyError, TypeError) as exc:
+                pid, text, source = integrity.passage_record(json.loads(line), str(gen_dir / PASSAGES))
+                passages.append(Passage(pid, text, Source(**source)))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise IndexLoadError(f"{gen_dir / PASSAGES} is unreadable ({exc}); {rebuild}") from exc
     ids = ids_of(passages)
     faiss = load_faiss()
@@ -415,13 +438,12 @@ def save_folder(folder: Path, model: dict[str, Any], sources: list[str], state: 
         InputError: ``folder`` is a non-empty folder that is not a qa index.
         IndexLockedError: another writer held the lock past the timeout.
     """
-    from qa.errors import InputError
-
+    integrity.check_target(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with lock(folder):
-        if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).exists():
+        if not integrity.may_replace(folder, MANIFEST):
             raise InputError(
-                f"{folder} exists and is not a qa index (no {MANIFEST}); choose another --index folder "
+                f"{folder} exists and is not a qa index (no {MANIFEST} file); choose another --index folder "
                 "or remove it first"
             )
         for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
@@ -429,14 +451,28 @@ def save_folder(folder: Path, model: dict[str, Any], sources: list[str], state: 
         if folder.exists() and any(folder.iterdir()):
             return write_generation(folder, model, sources, state)
         staging = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
         try:
+            staging.mkdir()
             manifest = write_generation(staging, model, sources, state)
             if folder.exists():
                 folder.rmdir()
-            os.rename(staging, folder)
-        except BaseException:
+            integrity.expect_commit(folder / MANIFEST, manifest["generation"])
+            os.rename(staging, folder)  # the commit point of a new index
+        except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            integrity.raise_if_disk_full(exc, folder)
             raise
         fsync_dir(folder.parent)
     return manifest
+
+
+def _files_read(files: dict[str, Any], generation: str) -> list[str]:
+    """The files of ``generation`` that `read_generation` opens, given what the manifest lists."""
+    from qa.lexical import ARRAYS_FILE, META_FILE
+
+    names = [PASSAGES]
+    if f"{generation}/{SENTENCE_OFFSETS}" in files:
+        names.append(SENTENCE_VECTORS)
+    if any(key.startswith(f"{generation}/{LEXICAL_DIR}/") for key in files):
+        names += [f"{LEXICAL_DIR}/{ARRAYS_FILE}", f"{LEXICAL_DIR}/{META_FILE}"]
+    return names

@@ -9,7 +9,7 @@ import numpy as np
 
 from qa.documents import Passage
 from qa.errors import InputError
-from qa.filters import Filters
+from qa.filters import Filters, as_filters
 from qa.lexical import build_lexical
 from qa.stores.faiss import ann as _ann
 from qa.stores.faiss.ann import (
@@ -92,11 +92,8 @@ class FaissSearch:
         Returns:
             Sorted int64 row numbers, or None when every row is allowed.
         """
-        if filters is None:
-            return None
-        if isinstance(filters, Mapping):
-            filters = Filters(**filters)
-        if filters.empty:
+        filters = as_filters(filters)
+        if filters is None or filters.empty:
             return None
         if self._groups is None:
             # Passages of one article share their source fields: test each distinct source once.

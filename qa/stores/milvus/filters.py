@@ -10,12 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import InputError
-from qa.filters import Filters, parse_date
+from qa.filters import Filters, as_filters, parse_date
 
 
 def literal(value: str) -> str:
     """``value`` as a Milvus string literal: double-quoted, with quotes, backslashes and controls escaped."""
-    # JSON string syntax is a subset of what the Milvus expression parser unquotes.
+    # JSON string syntax is a subset of what the Milvus expression parser unquotes, except \uXXXX:
+    # Milvus rejects it, and JSON writes other control characters only that way (as it does
+    # lone surrogates, which are not UTF-8). No real field value holds them: refuse them.
+    bad = next((c for c in value if (ord(c) < 32 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise InputError(
+            f"a filter value holds the control character U+{ord(bad):04X}, which a Milvus filter cannot "
+            "express; remove it from the value"
+        )
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -60,10 +68,9 @@ def filter_expression(filters: Filters | Mapping[str, Any] | None) -> str:
     Raises:
         InputError: a filter field this backend does not know how to translate.
     """
+    filters = as_filters(filters)
     if filters is None:
         return ""
-    if isinstance(filters, Mapping):
-        filters = Filters(**filters)
     known = {"publisher", "section", "doc_id", "path_prefix", "date_from", "date_to"}
     unknown = [f.name for f in dataclasses.fields(filters) if f.name not in known and getattr(filters, f.name)]
     if unknown:
