@@ -37,7 +37,7 @@ QUERY = "who mediated Turkey-Israel?"
 def fake_models(monkeypatch: pytest.MonkeyPatch) -> HashEmbedder:
     embedder = HashEmbedder()
 
-    def get(model: Any = None) -> Any:
+    def get(model: Any = None, **_: Any) -> Any:
         return model if isinstance(model, HashEmbedder) else embedder
 
     monkeypatch.setattr(qi, "get_embedder", get)
@@ -311,7 +311,7 @@ def test_full_disk_is_one_line_and_the_previous_index_is_intact(
                 _no_space()
             return open(file, mode, *args, **kwargs)
 
-        fault.setattr(qi, "open", full_on_passages, raising=False)
+        fault.setattr(generations, "open", full_on_passages, raising=False)
     elif where == "manifest-temp":
         real = Path.write_text
 
