@@ -23,6 +23,7 @@ from qa.updates import UpdateReport, names_document, passage_key, plan_update, r
 
 if TYPE_CHECKING:
     from qa.answering import Answer
+    from qa.embedding import Embedder
     from qa.filters import Filters
 
 Paths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
@@ -33,19 +34,56 @@ class IndexAPI:
 
     last_update: UpdateReport | None = None
 
+    if TYPE_CHECKING:
+        # Provided by the store this class is mixed into (`qa.stores.base.Store`).
+        embedder: Embedder
+        manifest: dict[str, Any]
+
+        @property
+        def dim(self) -> int: ...
+
+        @property
+        def model_name(self) -> str: ...
+
+        @property
+        def lexical_unavailable(self) -> str | None: ...
+
+        @property
+        def keeps_sentences(self) -> bool: ...
+
+        def __len__(self) -> int: ...
+
+        def writing(self) -> Any: ...
+
+        def held(self, doc_ids: Sequence[str] | None = None) -> list[Passage]: ...
+
+        def find_documents(self, targets: Sequence[str]) -> list[Passage]: ...
+
+        def vectors_by_key(self, keys: Sequence[int]) -> dict[int, np.ndarray]: ...
+
+        def sentence_blocks(self, keys: Sequence[int]) -> dict[int, np.ndarray]: ...
+
+        def write(
+            self, passages: Sequence[Passage], vectors: np.ndarray, sentences: Sequence[np.ndarray | None]
+        ) -> None: ...
+
+        def delete(self, keys: Sequence[int]) -> None: ...
+
+        def commit(self, order: Sequence[str] | None, sources: list[str], **options: Any) -> None: ...
+
     # -- Queries -----------------------------------------------------------
 
     def default_mode(self) -> str:
         """``hybrid`` where the store can search BM25, else ``dense``."""
-        return DEFAULT_MODE if self.lexical_unavailable is None else "dense"  # type: ignore[attr-defined]
+        return DEFAULT_MODE if self.lexical_unavailable is None else "dense"
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Unit ``(n, dim)`` float32 query vectors, refused if the model does not fit the index."""
-        vectors = self.embedder.encode(list(queries), progress=False)  # type: ignore[attr-defined]
-        if vectors.shape[1] != self.dim:  # type: ignore[attr-defined]
+        vectors = self.embedder.encode(list(queries), progress=False)
+        if vectors.shape[1] != self.dim:
             raise ModelMismatchError(
-                f"model {self.embedder.name!r} makes {vectors.shape[1]}-d vectors but this index holds "  # type: ignore[attr-defined]
-                f"{self.dim}-d vectors from {self.model_name!r}; load it with that model or rebuild the index"  # type: ignore[attr-defined]
+                f"model {self.embedder.name!r} makes {vectors.shape[1]}-d vectors but this index holds "
+                f"{self.dim}-d vectors from {self.model_name!r}; load it with that model or rebuild the index"
             )
         return vectors
 
@@ -80,7 +118,7 @@ class IndexAPI:
         **options: Any,
     ) -> list[list[Hit]]:
         """`search` for many queries at once (embedded in one batch)."""
-        return search(self, queries, k, mode=mode or self.default_mode(), filters=filters, **options)  # type: ignore[arg-type]
+        return search(self, queries, k, mode=mode or self.default_mode(), filters=filters, **options)  # type: ignore[arg-type]  # self is a store
 
     def ask(
         self, question: str, *, k: int = 5, mode: str | None = None, filters: Filters | None = None, **options: Any
@@ -92,8 +130,8 @@ class IndexAPI:
         """
         from qa.answering import answer
 
-        extra = {} if filters is None else {"filters": filters}
-        return answer(self, question, k=k, mode=mode or self.default_mode(), **extra, **options)  # type: ignore[arg-type]
+        extra: dict[str, Any] = {} if filters is None else {"filters": filters}
+        return answer(self, question, k=k, mode=mode or self.default_mode(), **extra, **options)
 
     def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray:
         """The stored vectors of these passages, ``(len(passage_ids), dim)`` float32.
@@ -102,11 +140,11 @@ class IndexAPI:
             KeyError: a passage id the index does not hold.
         """
         keys = [passage_key(p) for p in passage_ids]
-        found = self.vectors_by_key(keys)  # type: ignore[attr-defined]
+        found = self.vectors_by_key(keys)
         for pid, key in zip(passage_ids, keys, strict=True):
             if key not in found:
                 raise KeyError(f"passage {pid} is not in this index")
-        return np.array([found[key] for key in keys], dtype=np.float32).reshape(len(keys), self.dim)  # type: ignore[attr-defined]
+        return np.array([found[key] for key in keys], dtype=np.float32).reshape(len(keys), self.dim)
 
     def sentence_vectors_of(self, passage_ids: Sequence[str]) -> list[np.ndarray | None]:
         """Each passage's sentence vectors, ``(n_sentences, dim)`` float32 in `split_sentences` order.
@@ -114,9 +152,9 @@ class IndexAPI:
         None for a passage of an index that keeps no sentence vectors.
         """
         keys = [passage_key(p) for p in passage_ids]
-        blocks = self.sentence_blocks(keys)  # type: ignore[attr-defined]
+        blocks = self.sentence_blocks(keys)
         singles = [k for k in keys if k in blocks and not len(blocks[k])]
-        passage_vectors = self.vectors_by_key(singles) if singles else {}  # type: ignore[attr-defined]
+        passage_vectors = self.vectors_by_key(singles) if singles else {}
         out: list[np.ndarray | None] = []
         for key in keys:
             block = blocks.get(key)
@@ -152,10 +190,10 @@ class IndexAPI:
             IndexLockedError: another writer held a FAISS folder's lock past the timeout.
         """
         paths = self._paths(paths)
-        with self.writing():  # type: ignore[attr-defined]
+        with self.writing():
             wanted = self._load(paths)
             order = [p.passage_id for p in wanted]
-            return self._sync(self.held(), wanted, [str(p) for p in paths], order, progress, batch_size, options)  # type: ignore[attr-defined]
+            return self._sync(self.held(), wanted, [str(p) for p in paths], order, progress, batch_size, options)
 
     def add(self, paths: Paths, *, progress: bool = False, batch_size: int = 64) -> UpdateReport:
         """Add the documents of ``paths``, replacing documents of the same id; leave all others alone.
@@ -167,10 +205,10 @@ class IndexAPI:
             InputError: a path is missing or holds no readable text.
         """
         paths = self._paths(paths)
-        with self.writing():  # type: ignore[attr-defined]
+        with self.writing():
             wanted = self._load(paths)
-            held = self.held(list(dict.fromkeys(p.source.doc_id for p in wanted)))  # type: ignore[attr-defined]
-            sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(str(p) for p in paths)]))  # type: ignore[attr-defined]
+            held = self.held(list(dict.fromkeys(p.source.doc_id for p in wanted)))
+            sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(str(p) for p in paths)]))
             return self._sync(held, wanted, sources, None, progress, batch_size, {})
 
     def remove(self, targets: Paths) -> UpdateReport:
@@ -187,9 +225,9 @@ class IndexAPI:
         if isinstance(targets, (str, os.PathLike)):
             targets = [targets]
         wanted = [os.fspath(t) for t in targets]
-        with self.writing():  # type: ignore[attr-defined]
+        with self.writing():
             matched, missing = [], set(wanted)
-            for p in self.find_documents(wanted):  # type: ignore[attr-defined]
+            for p in self.find_documents(wanted):
                 hit = next((t for t in wanted if names_document(t, p.source)), None)
                 if hit is not None:
                     matched.append(p)
@@ -199,12 +237,12 @@ class IndexAPI:
                     f"no document in the index matches {', '.join(sorted(missing))}; give a doc id, "
                     "a file path or a folder as the index shows them (qa search --json prints both)"
                 )
-            sources = list(self.manifest.get("sources") or [])  # type: ignore[attr-defined]
+            sources = list(self.manifest.get("sources") or [])
             return self._sync(matched, [], sources, None, False, 64, {})
 
     def _paths(self, paths: Paths | None) -> list[str | os.PathLike[str]]:
         if paths is None:
-            paths = list(self.manifest.get("sources") or [])  # type: ignore[attr-defined]
+            paths = list(self.manifest.get("sources") or [])
             if not paths:
                 raise InputError("this index does not record its source paths; pass the paths to update from")
         if isinstance(paths, (str, os.PathLike)):
@@ -212,7 +250,7 @@ class IndexAPI:
         return list(paths)
 
     def _load(self, paths: Sequence[str | os.PathLike[str]]) -> list[Passage]:
-        embedder = self.embedder  # type: ignore[attr-defined]
+        embedder = self.embedder
         return load_passages(paths, max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
 
     def _sync(
@@ -227,16 +265,16 @@ class IndexAPI:
     ) -> UpdateReport:
         """Write, drop and embed what `qa.updates.plan_update` says, commit, and report."""
         plan = plan_update(held, wanted)
-        dim: int = self.dim  # type: ignore[attr-defined]
-        stored = self.vectors_by_key(list(dict.fromkeys(plan.reuse.values())))  # type: ignore[attr-defined]
+        dim: int = self.dim
+        stored = self.vectors_by_key(list(dict.fromkeys(plan.reuse.values())))
         by_text = {text: stored[key] for text, key in plan.reuse.items() if key in stored}
         fresh = [t for t in dict.fromkeys(p.text for p in plan.write) if t not in by_text]
-        keep_sentences = bool(plan.write) and self.keeps_sentences  # type: ignore[attr-defined]
+        keep_sentences = bool(plan.write) and self.keeps_sentences
         new_blocks: dict[str, np.ndarray] = {}
         if fresh:
             # One forward pass gives each new passage's vector and its sentences' vectors.
             embedded, new_blocks = embed_passages(
-                self.embedder,  # type: ignore[attr-defined]
+                self.embedder,
                 fresh,
                 with_sentences=keep_sentences,
                 batch_size=batch_size,
@@ -244,22 +282,22 @@ class IndexAPI:
             )
             if embedded.shape[1] != dim:
                 raise ModelMismatchError(
-                    f"model {self.embedder.name!r} makes {embedded.shape[1]}-d vectors but this index holds "  # type: ignore[attr-defined]
+                    f"model {self.embedder.name!r} makes {embedded.shape[1]}-d vectors but this index holds "
                     f"{dim}-d vectors; rebuild the index with the new model"
                 )
             by_text.update(zip(fresh, embedded, strict=True))
         vectors = np.array([by_text[p.text] for p in plan.write], dtype=np.float32).reshape(len(plan.write), dim)
         blocks: list[np.ndarray | None] = [None] * len(plan.write)
         if keep_sentences:
-            known_blocks = self.sentence_blocks(list(dict.fromkeys(plan.reuse.values())))  # type: ignore[attr-defined]
+            known_blocks = self.sentence_blocks(list(dict.fromkeys(plan.reuse.values())))
             known = {text: known_blocks[key] for text, key in plan.reuse.items() if key in known_blocks}
             known.update(new_blocks)
-            sentences = SentenceVectors.embed(plan.write, self.embedder, dim, known=known, batch_size=batch_size)  # type: ignore[attr-defined]
+            sentences = SentenceVectors.embed(plan.write, self.embedder, dim, known=known, batch_size=batch_size)
             blocks = list(sentences.blocks())
         if plan.write:
-            self.write(plan.write, vectors, blocks)  # type: ignore[attr-defined]
+            self.write(plan.write, vectors, blocks)
         if plan.drop:
-            self.delete(list(plan.drop))  # type: ignore[attr-defined]
-        self.commit(order, sources, batch_size=batch_size, **options)  # type: ignore[attr-defined]
-        self.last_update = report(held, wanted, len(fresh), len(self))  # type: ignore[arg-type]
+            self.delete(list(plan.drop))
+        self.commit(order, sources, batch_size=batch_size, **options)
+        self.last_update = report(held, wanted, len(fresh), len(self))
         return self.last_update
