@@ -45,6 +45,7 @@ demo: install-core
 lint: install
 	$(BIN)/ruff check qa tests benchmarks scripts notebooks/*.py
 	$(BIN)/mypy qa
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

@@ -19,17 +19,30 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from qa.embedding import Embedder, get_embedder
-from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
+from qa.text import normalize_answer
 
 if TYPE_CHECKING:
     from qa.reader import Reader, Span
-    from qa.store import Store
+
+
+class Store(Protocol):
+    """What answering needs of an index (`qa.index.Index` and `qa.milvus.MilvusIndex` have it)."""
+
+    embedder: Embedder
+
+    def search(self, query: str, k: int = 5, *, mode: str | None = None, **options: Any) -> list[Hit]: ...
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+    def vectors_of(self, passage_ids: Sequence[str]) -> np.ndarray: ...
+
+    def sentence_vectors_of(self, passage_ids: Sequence[str]) -> list[np.ndarray | None]: ...
 
 # How many of the retrieved passages the reader reads. On 800 SQuAD tune questions the best
 # answer's F1 was 0.611 reading 3, 0.603 reading 5 and 0.595 reading 8 (more distractors than

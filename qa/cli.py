@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa import __version__
+from qa._version import __version__
 
 if TYPE_CHECKING:
     from qa.answering import Answer
@@ -266,9 +266,11 @@ COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``qa`` command; returns the exit code."""
+    from qa import integrity
     from qa.errors import QAError
 
     args = _parser().parse_args(argv)
+    integrity.forget_commits()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
@@ -278,7 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"qa: error: {printable(str(exc))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print("qa: interrupted", file=sys.stderr)
+            done = integrity.commits_done()
+            if done:  # past the commit point: the write happened, only what came after it was cut short
+                where = ", ".join(str(manifest.parent) for manifest, _ in done)
+                print(f"qa: interrupted after the update was committed: {where} holds the new index", file=sys.stderr)
+            else:
+                print("qa: interrupted", file=sys.stderr)
             return 130
         except BrokenPipeError:
             # `qa ask ... | head`: the reader left. Python's documented recipe: point stdout at

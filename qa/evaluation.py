@@ -38,7 +38,6 @@ import math
 import os
 import re
 import shlex
-import string
 import sys
 import time
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
@@ -46,8 +45,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa import __version__
+from qa._version import __version__
 from qa.errors import InputError
+from qa.text import normalize_answer
 
 if TYPE_CHECKING:
     from qa.answering import Answer
@@ -75,21 +75,6 @@ EVAL_CORPUS_VERSION = 1
 
 # ---------------------------------------------------------------------------
 # Answer metrics (official SQuAD v1.1 evaluation script, restated)
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation, drop the articles a/an/the, collapse whitespace.
-
-    Exactly the normalisation of the official SQuAD v1.1 ``evaluate-v1.1.py``.
-    """
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
 
 
 def _token_f1(prediction: str, gold: str) -> float:
@@ -448,6 +433,8 @@ def eval_index(
 ) -> Index:
     """The index of ``dataset``'s corpus, built with `qa.build_index` (so exactly as users get it).
 
+    ``index_dir`` may also be a Milvus target (``milvus://HOST:PORT/C`` or ``FILE.db``): the
+    corpus is then indexed there (exact search, like the FAISS folder), and evaluated the same way.
     When ``index_dir`` holds an index of the same model whose passages are
     identical (same ids, texts and paragraphs), it is loaded instead of rebuilt;
     otherwise the index is built and saved there. None keeps it in memory.
@@ -460,11 +447,13 @@ def eval_index(
 
     from qa.embedding import DEFAULT_MODEL, get_embedder
     from qa.errors import QAError
-    from qa.index import build_faiss_index, load_faiss_index
+    from qa.index import build_faiss_index, build_index, load_index
+    from qa.store import is_milvus_target
 
     if dataset.articles is None:
         raise InputError(f"{dataset.name} has no corpus; evaluate it against an index with --index")
     embedder = get_embedder(model or DEFAULT_MODEL, backend=backend)
+    milvus = index_dir is not None and is_milvus_target(index_dir)
     with tempfile.TemporaryDirectory(prefix="qa-eval-") as tmp:
         corpus = Path(tmp) / f"{dataset.name}.jsonl"
         corpus.write_text(_corpus_jsonl(dataset.articles), encoding="utf-8")
@@ -473,13 +462,21 @@ def eval_index(
         passages = load_passages([corpus], max_tokens=embedder.max_tokens, count_tokens=embedder.count_tokens)
         _check_paragraphs(dataset.articles, passages)
         key = _passage_key(passages)
-        if index_dir is not None and (Path(index_dir) / "manifest.json").exists():
+        if index_dir is not None and (milvus or (Path(index_dir) / "manifest.json").exists()):
             try:
-                cached = load_faiss_index(index_dir, model=embedder)
+                cached = load_index(index_dir, model=embedder)
                 if _passage_key(cached.passages) == key:
-                    return cached
+                    return cached  # type: ignore[return-value]
+                if milvus:
+                    cached.close()  # type: ignore[attr-defined]
             except QAError:
                 pass  # stale or from another model: rebuild below
+        if milvus:
+            # Exact search, as the FAISS folder of an evaluation corpus (flat below 100k passages):
+            # the evaluation compares retrieval modes, not approximations.
+            built = build_index([corpus], index_dir, model=embedder, progress=progress, index_type="flat",
+                                incremental=False)  # fmt: skip
+            return built  # type: ignore[return-value]
         index = build_faiss_index([corpus], None, model=embedder, progress=progress)
     index.manifest["sources"] = [f"{dataset.description}: {Path(dataset.data_path).name} sha256 {dataset.data_sha256}"]
     if index_dir is not None:
@@ -785,10 +782,15 @@ def evaluate_unanswerable(index: Index, dataset: Dataset, *, k: int = 5, mode: s
     )
 
 
+def _passage_list(index: Index) -> list[Passage]:
+    # A FAISS folder's rows are positions in its list; a Milvus index lists its passages by key.
+    return index.passages if isinstance(index.passages, list) else list(index.passages)
+
+
 def rows_by_unit(index: Index, unit: str) -> dict[str, list[int]]:
     """Unit key → the rows of ``index.passages`` that belong to it (all windows of a paragraph or document)."""
     rows: dict[str, list[int]] = collections.defaultdict(list)
-    for row, p in enumerate(index.passages):
+    for row, p in enumerate(_passage_list(index)):
         rows[unit_key(p.source.doc_id, None if unit == "document" else p.source.paragraph)].append(row)
     return dict(rows)
 
@@ -800,12 +802,17 @@ def gold_hits(
     query_vector: Any,
     vectors: Any,
     units: dict[str, list[int]] | None = None,
+    passages: Sequence[Passage] | None = None,
 ) -> list[Hit]:
     """The gold passages of ``question`` as `Hit`s, scored by dense similarity, best first.
 
-    ``units`` is `rows_by_unit` of the index, computed once by callers that ask many questions.
+    Rows are positions in ``passages`` (default: the index's passages, listed), and ``vectors``
+    holds their vectors in that order. ``units`` is `rows_by_unit` of the index, computed once by
+    callers that ask many questions.
     """
     from qa.retrieval import Hit
+
+    passages = passages if passages is not None else _passage_list(index)
 
     if dataset.gold_is_unit_key:
         by_unit = units if units is not None else rows_by_unit(index, dataset.unit)
@@ -815,10 +822,10 @@ def gold_hits(
         relevant = _relevant(dataset, question)
         candidates = [
             row
-            for row, p in enumerate(index.passages)
+            for row, p in enumerate(passages)
             if label(question, Hit(0, 0.0, p.text, p.passage_id, p.source)) in relevant
         ]
-    rows = [(float(vectors[row] @ query_vector), index.passages[row]) for row in candidates]
+    rows = [(float(vectors[row] @ query_vector), passages[row]) for row in candidates]
     rows.sort(key=lambda item: -item[0])
     return [Hit(rank, score, p.text, p.passage_id, p.source) for rank, (score, p) in enumerate(rows, start=1)]
 
@@ -841,11 +848,12 @@ def evaluate_reader(index: Index, dataset: Dataset) -> AnswerResult | None:
         return None
     started = time.perf_counter()
     query_vectors = index.embed_queries([q.text for q in questions])
-    vectors = index.vectors
+    passages = _passage_list(index)
+    vectors = index.vectors_of([p.passage_id for p in passages])
     units = rows_by_unit(index, dataset.unit) if dataset.gold_is_unit_key else None
     answers = []
     for q, qv in zip(questions, query_vectors, strict=True):
-        hits = gold_hits(index, dataset, q, qv, vectors, units)
+        hits = gold_hits(index, dataset, q, qv, vectors, units, passages)
         answers.append(read(q.text, hits, embedder=index.embedder) if takes_embedder else read(q.text, hits))
     return _score_answers("given-paragraph", "gold", answers, questions, time.perf_counter() - started)
 
@@ -1125,24 +1133,26 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         raise InputError(f"unknown data set {name!r}; choose squad, scifact, or a .jsonl file of questions")
     say = (lambda _msg: None) if args.quiet or args.json else (lambda msg: print(f"qa: {msg}", file=sys.stderr))
+    from qa.store import is_milvus_target
+
+    milvus = is_milvus_target(args.index)
+    index: Any
     if dataset.articles is None:
-        from qa.index import load_faiss_index
-        from qa.store import is_milvus_target
+        from qa.index import build_index, load_index
 
-        if is_milvus_target(args.index):
-            raise InputError("qa eval needs a FAISS index folder: it compares the bm25 and hybrid modes Milvus lacks")
         if args.corpus:
-            from qa.index import build_faiss_index
-
             say(f"indexing {', '.join(args.corpus)}")
-            index = build_faiss_index(args.corpus, args.index, model=model, progress=not (args.quiet or args.json))
+            index = build_index(args.corpus, args.index, model=model, progress=not (args.quiet or args.json))
         else:
-            index = load_faiss_index(args.index or "indexes/default")
+            index = load_index(args.index or "indexes/default")
     else:
         full = limit_docs is None
         backend = args.backend or default_backend()
-        cache = Path(args.index or default_index_dir(name, model, backend))
-        folder = None if args.no_cache or not full else cache
+        # A Milvus target is always used (it is where the user asked the index to live); a folder
+        # caches the index of a whole data set only.
+        folder: str | Path | None = args.index if milvus else None
+        if folder is None and not args.no_cache and full:
+            folder = Path(args.index or default_index_dir(name, model, backend))
         say(f"indexing {len(dataset.articles)} documents" + (f" (cached in {folder})" if folder else ""))
         index = eval_index(
             dataset, model=model, index_dir=folder, progress=not (args.quiet or args.json), backend=backend
@@ -1161,4 +1171,6 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     report = replace(report, seconds=round(time.perf_counter() - started, 1))
     print(report_json(report) if args.json else format_report(report))
+    if milvus:
+        index.close()
     return 0

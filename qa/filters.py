@@ -13,10 +13,12 @@ match (AND). A field given a list matches any of its values (OR).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from qa.documents import Source
 from qa.errors import InputError
@@ -71,8 +73,18 @@ class Filters:
     date_to: str | _dt.date | None = None
 
     def __post_init__(self) -> None:
+        for name in ("publisher", "section", "doc_id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str) and (
+                not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value)
+            ):
+                raise InputError(f"{name} must be a string or a list of strings, not {value!r:.60}")
+        if self.path_prefix is not None and not isinstance(self.path_prefix, str):
+            raise InputError(f"path_prefix must be a string, not {self.path_prefix!r:.60}")
         for name in ("date_from", "date_to"):
             value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, _dt.date)):
+                raise InputError(f"{name} must be a YYYY-MM-DD string or a datetime.date, not {value!r:.60}")
             if value is not None and parse_date(value) is None:
                 raise InputError(f"{name} {value!r} is not a date; write it as YYYY-MM-DD, e.g. 2025-01-21")
         start, end = parse_date(self.date_from), parse_date(self.date_to)
@@ -108,6 +120,23 @@ class Filters:
             if (start and date < start) or (end and date > end):
                 return False
         return True
+
+
+def as_filters(value: Filters | Mapping[str, Any] | None) -> Filters | None:
+    """``value`` as a `Filters`: a `Filters`, a mapping of its fields, or None.
+
+    Raises:
+        InputError: another type (such as a string), or a mapping with unknown or bad fields.
+    """
+    if value is None or isinstance(value, Filters):
+        return value
+    if not isinstance(value, Mapping):
+        raise InputError(f"filters must be a qa.Filters or a dict of its fields, not {type(value).__name__}")
+    known = {f.name for f in dataclasses.fields(Filters)}
+    unknown = sorted(str(k) for k in value if k not in known)
+    if unknown:
+        raise InputError(f"unknown filter fields {', '.join(unknown)}; use {', '.join(sorted(known))}")
+    return Filters(**value)
 
 
 def _normal_path(path: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.documents import Passage
 from qa.errors import IndexLoadError, InputError
 
 # Measured with whole SQuAD paragraphs by scripts/fusion_experiments.py (in git history before
@@ -46,6 +48,8 @@ ARRAYS_FILE = "bm25.npz"
 META_FILE = "bm25.json"
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+#: What the BM25 index of a store is built from; a store whose manifest names another recipe rebuilds it.
+LEXICAL_RECIPE = "title. text"
 
 
 @dataclass(frozen=True)
@@ -188,6 +192,16 @@ class BM25:
         """Number of indexed documents."""
         return self._n_docs
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The score matrix, one column per term: ``(data, indices, indptr)``; term ``t``'s documents are
+        ``indices[indptr[t]:indptr[t + 1]]`` with scores ``data[...]`` (so its document frequency is the slice length).
+        """
+        return self._data, self._indices, self._indptr
+
+    def terms(self) -> list[str]:
+        """The vocabulary: term of id ``i`` is ``terms()[i]``."""
+        return sorted(self._vocab, key=self._vocab.__getitem__)
+
     # ------------------------------------------------------------------ query
 
     def term_ids(self, query: str) -> np.ndarray:
@@ -310,28 +324,37 @@ class BM25:
                 arrays = {name: z[name] for name in z.files}
         except FileNotFoundError as exc:
             raise IndexLoadError(f"no BM25 index in {folder} ({exc.filename} is missing); rebuild the index") from exc
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RecursionError, EOFError, zipfile.BadZipFile) as exc:
             raise IndexLoadError(f"BM25 index in {folder} is unreadable ({exc}); rebuild the index") from exc
-        if meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        if version != FORMAT_VERSION:
             raise IndexLoadError(
-                f"BM25 index in {folder} has format version {meta.get('format_version')}, "
+                f"BM25 index in {folder} has format version {version}, "
                 f"this qa reads version {FORMAT_VERSION}; rebuild the index"
             )
-        vocab = {term: i for i, term in enumerate(meta["vocab"])}
-        indptr = arrays["indptr"]
-        n_docs = int(meta["n_docs"])
-        if len(indptr) != len(vocab) + 1 or (len(arrays["indices"]) and int(arrays["indices"].max()) >= n_docs):
-            raise IndexLoadError(f"BM25 index in {folder} is inconsistent (vocabulary vs arrays); rebuild the index")
-        return cls(
-            vocab=vocab,
-            data=arrays["data"],
-            indices=arrays["indices"],
-            indptr=indptr,
-            n_docs=n_docs,
-            nonoccurrence=arrays.get("nonoccurrence"),
-            tokenizer=Tokenizer(**meta["tokenizer"]),
-            params=meta["params"],
-        )
+        try:
+            vocab = {term: i for i, term in enumerate(meta["vocab"])}
+            indptr = arrays["indptr"]
+            n_docs = int(meta["n_docs"])
+            consistent = len(indptr) == len(vocab) + 1 and not (
+                len(arrays["indices"]) and int(arrays["indices"].max()) >= n_docs
+            )
+            if consistent:
+                return cls(
+                    vocab=vocab,
+                    data=arrays["data"],
+                    indices=arrays["indices"],
+                    indptr=indptr,
+                    n_docs=n_docs,
+                    nonoccurrence=arrays.get("nonoccurrence"),
+                    tokenizer=Tokenizer(**meta["tokenizer"]),
+                    params=meta["params"],
+                )
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise IndexLoadError(
+                f"BM25 index in {folder} lacks or garbles a field ({type(exc).__name__}: {exc}); rebuild the index"
+            ) from exc
+        raise IndexLoadError(f"BM25 index in {folder} is inconsistent (vocabulary vs arrays); rebuild the index")
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -357,3 +380,16 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.lexsort((part, -scores[part]))
     best = part[order]
     return best.astype(np.int64), scores[best].astype(np.float32)
+
+
+def lexical_text(passage: Passage) -> str:
+    """What BM25 indexes for a passage: ``"title. text"`` (the recipe `LEXICAL_RECIPE` names)."""
+    # A paragraph rarely repeats its article's subject; the title puts it back for BM25
+    # (a poor man's BM25F). Measured in scripts/retrieval_experiments.py.
+    title = passage.source.title.strip()
+    return f"{title}. {passage.text}" if title else passage.text
+
+
+def build_lexical(passages: Sequence[Passage]) -> BM25:
+    """The BM25 index over ``passages`` (`lexical_text` of each)."""
+    return BM25.build([lexical_text(p) for p in passages])

@@ -30,7 +30,7 @@ import numpy as np
 
 from qa.documents import split_sentences
 from qa.errors import InputError, ModelNotFoundError
-from qa.evaluation import normalize_answer
+from qa.text import normalize_answer
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_MODEL = DATA_DIR / "reader-lgbm.txt"

@@ -27,10 +27,12 @@ import numpy as np
 from qa import fusion
 from qa.documents import Source
 from qa.errors import InputError
+from qa.filters import as_filters
+from qa.stores.base import LEXICAL_MODES, Store
+from qa.updates import passage_key
 
 if TYPE_CHECKING:
     from qa.filters import Filters
-    from qa.index import Index
 
 MODES = ("dense", "bm25", "hybrid", "rrf")
 DEFAULT_MODE = "hybrid"
@@ -94,6 +96,12 @@ class Hits(list[Hit]):
         return hits_dataframe(self)
 
 
+class Searchable(Store, Protocol):
+    """A store that embeds queries with its model (what `qa.api.IndexAPI` adds to a store)."""
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+
 class Reranker(Protocol):
     """Scores (query, passage) pairs; higher is more relevant."""
 
@@ -145,7 +153,7 @@ def check_mode(mode: str | None) -> str:
 
 
 def search(
-    index: Index,
+    index: Searchable,
     queries: Sequence[str],
     k: int = 5,
     *,
@@ -168,13 +176,15 @@ def search(
         knobs: search-time knobs of approximate indexes (``ef_search``, ``nprobe``).
 
     Raises:
-        InputError: an empty query, a bad ``k`` or an unknown mode.
+        InputError: an empty query, a bad ``k``, an unknown mode, or a mode the store cannot search.
     """
     queries = check_queries(queries, k)
     mode = check_mode(mode)
+    if mode in LEXICAL_MODES and index.lexical_unavailable is not None:
+        raise InputError(f"mode {mode!r} is not available here: {index.lexical_unavailable}")
     if not queries or not len(index):
         return [Hits(query=q) for q in queries]
-    rows = index.select_rows(filters)
+    rows = index.select_rows(as_filters(filters))
     if rows is not None and not len(rows):
         return [Hits(query=q) for q in queries]
     fetch = max(k, rerank_top) if reranker is not None else k
@@ -183,6 +193,9 @@ def search(
         ranked = list(zip(scores, found, strict=True))
     elif mode == "bm25":
         scores, found = index.lexical_search(queries, fetch, rows)
+        # Passages sharing no word with the query (score 0) are not BM25 results: a FAISS folder
+        # would list them in row order, Milvus not at all, and neither order means anything.
+        found = np.where(scores > 0, found, -1)
         ranked = list(zip(scores, found, strict=True))
     else:
         vectors = index.embed_queries(queries)
@@ -194,36 +207,41 @@ def search(
 
 
 def _fused(
-    index: Index, query: str, vector: np.ndarray, k: int, rows: np.ndarray | None, mode: str, knobs: dict[str, Any]
+    index: Store, query: str, vector: np.ndarray, k: int, rows: Any, mode: str, knobs: dict[str, Any]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid or RRF ranking of one query over the union of dense and BM25 candidates."""
     _, dense_rows = index.dense_search(vector[None, :], max(k, fusion.DEFAULT_POOL), rows, **knobs)
-    _, bm25_rows = index.lexical_search([query], max(k, fusion.DEFAULT_POOL), rows)
-    dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][bm25_rows[0] >= 0]
+    bm25_scores, bm25_rows = index.lexical_search([query], max(k, fusion.DEFAULT_POOL), rows)
+    # The pool holds passages sharing a word with the query (see search): the same pool on every store.
+    dense_rows, bm25_rows = dense_rows[0][dense_rows[0] >= 0], bm25_rows[0][(bm25_rows[0] >= 0) & (bm25_scores[0] > 0)]
     if mode == "rrf":
         fused = fusion.rrf([dense_rows.tolist(), bm25_rows.tolist()])
-        best = sorted(fused, key=lambda row: (-fused[row], row))[:k]
+        # Equal sums (rank r in one list only, say) go to the better dense rank, then BM25 rank: the
+        # same order on every store, whatever its row numbers.
+        dense_rank = {int(r): i for i, r in enumerate(dense_rows.tolist())}
+        bm25_rank = {int(r): i for i, r in enumerate(bm25_rows.tolist())}
+        last = len(dense_rank) + len(bm25_rank)
+        best = sorted(fused, key=lambda row: (-fused[row], dense_rank.get(row, last), bm25_rank.get(row, last)))[:k]
         return np.array([fused[r] for r in best], dtype=np.float32), np.array(best, dtype=np.int64)
     candidates = np.union1d(dense_rows, bm25_rows).astype(np.int64)
     dense = index.passage_vectors(candidates) @ vector
-    lexical = index.lexical
-    none = np.zeros(len(candidates), dtype=np.float32)
-    bm25 = lexical.scores(query)[candidates] if lexical is not None else none
-    coverage = lexical.coverage(query, candidates) if lexical is not None else none
+    bm25, coverage = index.lexical_scores(query, candidates)
     sentence = index.best_sentence_scores(vector, candidates)
     signals = [dense, bm25, sentence, coverage]
     combined = fusion.fuse_scores(signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
-    # Ties (e.g. a one-passage pool) fall back to the dense order, then the row.
-    order = np.lexsort((candidates, -dense, -combined))[:k]
+    # Ties (e.g. a one-passage pool) fall back to the dense order, then the passage key (not the
+    # row, whose meaning differs between stores).
+    keys = np.array([passage_key(index.passage_at(int(r)).passage_id) for r in candidates], dtype=np.int64)
+    order = np.lexsort((keys, -dense, -combined))[:k]
     return combined[order], candidates[order]
 
 
-def _hits(index: Index, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
+def _hits(index: Store, scores: np.ndarray, rows: np.ndarray) -> list[Hit]:
     hits: list[Hit] = []
     for score, row in zip(np.asarray(scores).tolist(), np.asarray(rows).tolist(), strict=True):
         if row < 0:  # FAISS pads with -1 when it has fewer than k results
             continue
-        passage = index.passages[row]
+        passage = index.passage_at(row)
         hits.append(Hit(len(hits) + 1, float(score), passage.text, passage.passage_id, passage.source))
     return hits
 

@@ -1,16 +1,9 @@
-"""What every index backend offers, and which backend a target names.
+"""What an index offers its users, and which backend a target names.
 
-Retrieval, answering, evaluation and the CLI talk to a `Store`: the FAISS folder
-(`qa.index.Index`) or a Milvus collection (`qa.milvus.MilvusIndex`). The protocol is
-the few operations both provide; nothing here imports a backend.
-
-The contract around rows: `select_rows` returns a *selection* (sorted row numbers for
-FAISS, a Milvus boolean expression for Milvus) that goes back into `dense_search` and
-whose ``len()`` is the number of passages allowed (not free on Milvus: a count query);
-`dense_search` returns row numbers whose passages are
-``store.passages[row]``; ``-1`` pads (score ``-inf``) where fewer results exist.
-FAISS rows are positions ``0..len-1``; Milvus rows are the int64 primary keys
-(`qa.index.faiss_id` of the passage id), so callers must not assume positions.
+`Store` here is the user-facing protocol of what `qa.build_index`/`qa.load_index` return
+(search, ask, update, remove): `qa.index.Index` (a FAISS folder) or `qa.milvus.MilvusIndex`.
+The storage interface both are built on is `qa.stores.base.Store`. Dispatching on a target
+(`uses_milvus`) is a pure string test, so it never imports a backend.
 """
 
 from __future__ import annotations
@@ -19,6 +12,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from qa.errors import InputError
+from qa.stores.milvus.targets import MILVUS_LITE_SUFFIX, MILVUS_SCHEMES, is_milvus_target, normalise_url
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -26,14 +22,10 @@ if TYPE_CHECKING:
     from qa.documents import Passage
     from qa.embedding import Embedder
     from qa.filters import Filters
-    from qa.index import UpdateReport
     from qa.retrieval import Hits
+    from qa.updates import UpdateReport
 
-#: URL schemes of a Milvus server or cluster: ``milvus://HOST:PORT/COLLECTION`` (plain gRPC)
-#: and ``milvus+https://HOST:PORT/COLLECTION`` (TLS, e.g. the hosted service).
-MILVUS_SCHEMES = ("milvus://", "milvus+https://")
-#: A local path with this suffix is a Milvus Lite database (in-process, one file/folder).
-MILVUS_LITE_SUFFIX = ".db"
+__all__ = ["MILVUS_LITE_SUFFIX", "MILVUS_SCHEMES", "Store", "is_milvus_target", "normalise_url", "uses_milvus"]
 
 
 @runtime_checkable
@@ -116,17 +108,6 @@ class Store(Protocol):
         ...
 
 
-def is_milvus_target(target: str | os.PathLike[str] | None) -> bool:
-    """True when ``target`` names a Milvus index (a ``milvus://`` URL or a Milvus Lite ``*.db`` path).
-
-    Pure string test, so dispatching on it never imports pymilvus.
-    """
-    if target is None:
-        return False
-    text = normalise_url(os.fspath(target))
-    return text.startswith(MILVUS_SCHEMES) or text.rstrip("/").endswith(MILVUS_LITE_SUFFIX)
-
-
 def uses_milvus(target: str | os.PathLike[str] | None, backend: str | None = None) -> bool:
     """Whether `qa.build_index`/`qa.load_index` should hand ``target`` to `qa.milvus`.
 
@@ -140,16 +121,5 @@ def uses_milvus(target: str | os.PathLike[str] | None, backend: str | None = Non
     if backend is None:
         return is_milvus_target(target)
     if backend not in ("faiss", "milvus"):
-        from qa.errors import InputError
-
         raise InputError(f"unknown backend {backend!r}; use 'faiss' (an index folder) or 'milvus'")
     return backend == "milvus"
-
-
-def normalise_url(text: str) -> str:
-    """``milvus:/host:port/c`` (what ``str(Path("milvus://host:port/c"))`` gives) back to ``milvus://…``."""
-    for scheme in MILVUS_SCHEMES:
-        single = scheme[:-1]
-        if text.startswith(single) and not text.startswith(scheme):
-            return scheme + text[len(single) :]
-    return text

@@ -19,10 +19,12 @@ import numpy as np
 import pytest
 
 import qa.index as qi
+import qa.stores.faiss.ann as faiss_ann
 from qa.documents import Passage, Source, split_sentences
 from qa.errors import IndexLoadError, InputError
 from qa.filters import Filters
 from qa.index import Index, IndexLockedError, build_index, load_index
+from qa.stores.faiss.generations import lock
 
 TESTS = Path(__file__).resolve().parent
 # The fake embedder of conftest.py, as a class: these tests need many fresh instances.
@@ -264,7 +266,7 @@ def test_filtered_search_returns_k_when_k_rows_match(index_type: str, monkeypatc
     queries = np.random.default_rng(1).standard_normal((5, 32)).astype(np.float32)
     expected = (queries @ index.vectors[rows].T).argsort(axis=1)[:, ::-1][:, :10]
     for exact_max in (qi.EXACT_FILTER_MAX, 0):  # numpy over allowed rows, then FAISS with a selector
-        monkeypatch.setattr(qi, "EXACT_FILTER_MAX", exact_max)
+        monkeypatch.setattr(faiss_ann, "EXACT_FILTER_MAX", exact_max)
         scores, found = index.dense_search(queries, 10, rows)
         assert found.shape == (5, 10) and np.isin(found, rows).all()
         if exact_max or index_type == "flat":
@@ -361,7 +363,7 @@ def test_index_types_update_and_round_trip(tmp_path: Path, index_type: str) -> N
 
 
 def test_auto_index_type_switches_above_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qi, "AUTO_FLAT_MAX", 100)
+    monkeypatch.setattr(faiss_ann, "AUTO_FLAT_MAX", 100)
     corpus = tmp_path / "c"
     corpus.mkdir()
     for i in range(30):
@@ -542,7 +544,7 @@ def test_a_writer_that_cannot_get_the_lock_fails_clearly(
 ) -> None:
     index = build_index([seed_dir], tmp_path / "index", model=HashEmbedder(), progress=False)
     monkeypatch.setenv(qi.LOCK_TIMEOUT_ENV, "0.2")
-    with qi._lock(tmp_path / "index"), pytest.raises(IndexLockedError, match=f"pid {os.getpid()}.*QA_LOCK_TIMEOUT"):
+    with lock(tmp_path / "index"), pytest.raises(IndexLockedError, match=f"pid {os.getpid()}.*QA_LOCK_TIMEOUT"):
         index.update([seed_dir])
     assert index.update([seed_dir]).unchanged == 1  # fine once the lock is free
 

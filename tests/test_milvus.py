@@ -155,20 +155,26 @@ def seed_milvus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 def test_seed_search_equals_faiss(seed_index, seed_milvus) -> None:  # type: ignore[no-untyped-def]
     assert len(seed_milvus) == len(seed_index)
-    # Dense is the one mode Milvus offers (and its default); FAISS is asked for it by name.
-    for faiss_hits, milvus_hits in zip(
-        seed_index.search_batch(QUESTIONS, k=5, mode="dense"), seed_milvus.search_batch(QUESTIONS, k=5), strict=True
-    ):
-        assert _ids(milvus_hits) == _ids(faiss_hits)  # distinct scores on the seed: the same order
-        _same_hits(milvus_hits, faiss_hits)
+    # Every mode on Milvus Lite; dense only (the default there) on the 2.3 server, which has no sparse vectors.
+    modes = ["dense"] if seed_milvus.lexical_unavailable else ["dense", "bm25", "hybrid", "rrf"]
+    assert seed_milvus.default_mode() == ("dense" if seed_milvus.lexical_unavailable else "hybrid")
+    for mode in modes:
+        for faiss_hits, milvus_hits in zip(
+            seed_index.search_batch(QUESTIONS, k=5, mode=mode), seed_milvus.search_batch(QUESTIONS, k=5, mode=mode),
+            strict=True,
+        ):
+            assert _ids(milvus_hits) == _ids(faiss_hits), mode  # distinct scores on the seed: the same order
+            _same_hits(milvus_hits, faiss_hits)
     source_text = SEED.read_text(encoding="utf-8")
     for hit in seed_milvus.search(QUESTIONS[0], k=3):
         assert source_text[hit.source.char_start : hit.source.char_end] == hit.text
 
 
 def test_seed_ask_equals_faiss(seed_index, seed_milvus) -> None:  # type: ignore[no-untyped-def]
-    for question in QUESTIONS[:3]:
-        faiss_answer, milvus_answer = seed_index.ask(question, mode="dense"), seed_milvus.ask(question, mode="dense")
+    # Every seed question in the store's default mode (hybrid on Milvus Lite, dense on the 2.3 server).
+    mode = seed_milvus.default_mode()
+    for question in QUESTIONS:
+        faiss_answer, milvus_answer = seed_index.ask(question, mode=mode), seed_milvus.ask(question)
         assert (milvus_answer.text, milvus_answer.span) == (faiss_answer.text, faiss_answer.span)
         assert milvus_answer.confidence == pytest.approx(faiss_answer.confidence, abs=1e-4)
         assert [h.passage_id for h in milvus_answer.evidence] == [h.passage_id for h in faiss_answer.evidence]
@@ -247,7 +253,7 @@ def test_filtered_search_through_the_public_api_equals_faiss(
     for filters in FILTERS[:3]:
         _same_hits(
             index.search("harbour election", k=4, filters=filters),
-            faiss.search("harbour election", 4, mode="dense", filters=filters),
+            faiss.search("harbour election", 4, filters=filters),
         )
 
 
@@ -321,10 +327,10 @@ def test_opening_checks_the_manifest(tmp_path: Path, opened: Callable[[MilvusInd
         build_milvus_index([SEED], target, model=HashEmbedder(), collection="foreign", progress=False)
     index = opened(load_milvus_index(target, model=HashEmbedder()))
     assert isinstance(index, Store)
-    with pytest.raises(InputError, match="not available on the Milvus backend"):
-        index.search("harbour", mode="bm25")
-    with pytest.raises(InputError, match="not available on the Milvus backend"):
-        index.ask("harbour?", mode="hybrid")
+    # Milvus Lite has sparse vectors: BM25 and hybrid work (the 2.3 server's refusal: tests/test_store_contract.py).
+    assert index.search("harbour", mode="bm25") == qa.build_index([SEED], None, model=HashEmbedder()).search(
+        "harbour", mode="bm25"
+    )
     assert "backend" in index.describe() and index.describe()["model"] == {"name": "test-hash-64", "dim": 64}
 
 
@@ -374,7 +380,7 @@ def test_public_entry_points_and_cli_select_milvus(
     built.close()
     assert main(["search", QUESTIONS[0], "--index", "news.db", "--json", "-k", "3"]) == 0
     hits = json.loads(capsys.readouterr().out)
-    expected = seed_index.search(QUESTIONS[0], k=3, mode="dense")
+    expected = seed_index.search(QUESTIONS[0], k=3)  # hybrid on both
     assert [h["passage_id"] for h in hits] == [h.passage_id for h in expected]
     assert [h["source"]["char_start"] for h in hits] == [h.source.char_start for h in expected]
     # An explicit backend wins over the name: a folder called x.db can still be a FAISS index.
