@@ -354,7 +354,7 @@ def get_embedder(model: str | Embedder | None = None, *, backend: str | None = N
                 from qa.onnx_embedding import OnnxEmbedder
 
                 _cache[key] = OnnxEmbedder(
-                    name, resolve_model_path(name), PRECISION[backend],
+                    name, lambda: resolve_model_path(name), PRECISION[backend],
                     query_threads=env_threads(QUERY_THREADS_ENV, 1),
                     batch_threads=env_threads(BATCH_THREADS_ENV, os.cpu_count() or 1),
                 )  # fmt: skip
@@ -372,9 +372,15 @@ def load_cross_encoder(path: str, **kwargs: Any) -> CrossEncoder:
     return CrossEncoder(str(folder), device="cpu", **kwargs)
 
 
-def model_record(embedder: Embedder, dim: int) -> dict[str, Any]:
-    """What an index's manifest records about the model that built it."""
+def model_record(embedder: Embedder, dim: int, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What an index's manifest records about the model that built it.
+
+    ``previous`` is the record the index had: what the embedder cannot tell without loading
+    its model (an update that only removes documents never loads it) is carried over from it.
+    """
     record: dict[str, Any] = {"name": embedder.name, "dim": dim, "backend": backend_of(embedder)}
+    if previous and previous.get("name") == record["name"] and previous.get("backend") == record["backend"]:
+        record = {**previous, **record}
     info = getattr(embedder, "export_info", None)
     if info is not None:
         record.update(info())

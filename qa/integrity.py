@@ -77,6 +77,13 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+#: Every top-level field a FAISS manifest of this format holds.
+MANIFEST_KEYS = frozenset({
+    "format", "format_version", "qa_version", "created", "model", "count", "index_type", "ann", "lexical",
+    "metric", "generation", "files", "sources",
+})  # fmt: skip
+
+
 def check_manifest(manifest: Mapping[str, Any], where: str, legacy_ann: Mapping[str, Any]) -> ManifestFields:
     """Check the fields a manifest must hold, and their types and bounds.
 
@@ -92,9 +99,18 @@ def check_manifest(manifest: Mapping[str, Any], where: str, legacy_ann: Mapping[
         IndexLoadError: a field is missing, of the wrong type, out of bounds, or names a path
             that is not a plain relative path inside the generation folder.
     """
+    unknown = sorted(set(manifest) - MANIFEST_KEYS)
+    if unknown:
+        # A key this format never writes is damage (a flipped byte in a key name), not a newer field:
+        # newer fields come with a new format version.
+        raise IndexLoadError(f"{where}: unknown field {_show(unknown[0])}; the manifest is damaged")
+    if manifest.get("metric", "inner_product") != "inner_product":
+        raise IndexLoadError(f"{where}: 'metric' must be 'inner_product', not {_show(manifest.get('metric'))}")
     model = manifest.get("model")
     if not isinstance(model, Mapping) or not isinstance(model.get("name"), str) or not model["name"]:
         raise IndexLoadError(f"{where}: 'model' must be an object with a 'name' string, not {_show(model)}")
+    if not isinstance(model.get("backend", ""), str):
+        raise IndexLoadError(f"{where}: 'model.backend' must be a string, not {_show(model.get('backend'))}")
     dim = _int(model.get("dim"), "model.dim", 1, MAX_DIM, where)
     count = _int(manifest.get("count"), "count", 0, MAX_COUNT, where)
     generation = manifest.get("generation")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class OnnxEmbedder:
     def __init__(
         self,
         name: str,
-        model_path: Path,
+        model_path: Path | Callable[[], Path],
         precision: str = "int8",
         *,
         query_threads: int = 1,
@@ -63,7 +63,9 @@ class OnnxEmbedder:
 
                 from qa.onnx_export import ensure_export
 
-                folder, manifest = ensure_export(self._model_path, self.precision)
+                # Resolved on first use: opening an index to remove documents needs no model.
+                path = self._model_path() if callable(self._model_path) else self._model_path
+                folder, manifest = ensure_export(path, self.precision)
                 counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
                 counter.no_truncation()
                 counter.no_padding()
@@ -104,9 +106,10 @@ class OnnxEmbedder:
         return len(self._loaded()["counter"].encode(text, add_special_tokens=False).ids)
 
     def export_info(self) -> dict[str, Any]:
-        """What the manifest records about this backend: precision and the export's checksum."""
-        manifest = self._loaded()["manifest"]
-        return {"precision": self.precision, "onnx_sha256": manifest["files"]["model.onnx"]["sha256"]}
+        """What the manifest records about this backend: precision and, once loaded, the export's checksum."""
+        if self._state is None:
+            return {"precision": self.precision}
+        return {"precision": self.precision, "onnx_sha256": self._state["manifest"]["files"]["model.onnx"]["sha256"]}
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         vectors, _ = self._run(texts, None, batch_size=batch_size, progress=progress)

@@ -177,7 +177,8 @@ class FaissWriter:
         state = State(passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
         if self.path is not None:
             pause()
-            self.manifest = _write_generation(self.path, model_record(self.embedder, self._dim), sources, state)
+            model = model_record(self.embedder, self._dim, self.manifest.get("model"))
+            self.manifest = _write_generation(self.path, model, sources, state)
         else:
             self.manifest = {**self.manifest, "sources": sources}
         self._set_state(passages, vectors, ids, ann, spec, lexical, self._dim, sentences)
@@ -216,7 +217,10 @@ class FaissWriter:
             self.passages, self._vectors, self._ids, self._faiss, self._spec, self.lexical, self._dim, self._sentences
         )
         self.manifest = save_folder(
-            folder, model_record(self.embedder, self._dim), list(self.manifest.get("sources") or []), state
+            folder,
+            model_record(self.embedder, self._dim, self.manifest.get("model")),
+            list(self.manifest.get("sources") or []),
+            state,
         )
         self.path = folder
         return folder
