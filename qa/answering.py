@@ -1,7 +1,8 @@
 """Question + retrieved passages → `Answer` (span, evidence, confidence), or no answer.
 
-A reader (`qa.reader`) proposes answer spans inside the best passages, each with
-the probability that it is right *if the passage holds the answer*. Whether the
+A reader proposes answer spans inside the best passages: by default the span model
+fine-tuned here on the bundled MiniLM (`qa.span_reader.SpanReader`), whose score is a
+span's probability against every other span of its window and "no answer". Whether the
 corpus holds an answer at all is a second question, answered by how closely the
 question matches the passage: the embedding model's cosine (which, unlike fused
 retrieval scores, means the same thing in every mode and every corpus) and how many
@@ -9,6 +10,9 @@ of the question's words the passage and the answer's sentence contain ("What cur
 does Azerbaijan use?" over an article that never says "currency"). A logistic model
 of these (`confidence`, fitted by ``scripts/fit_no_answer.py``) gives the confidence;
 below its threshold `Answer.text` is None.
+
+Alternatives are other spans of the kind of answer the question asks for (a name for
+"who", a date for "when", a number for "how many"), never one the question already names.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,11 +45,17 @@ ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
 #: The inputs of `confidence`, in the order of `candidate_features`.
-FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank")
+FEATURES = ("span", "span_logodds", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank")
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
     "weights": {
-        "span": 4.0, "cosine": 4.0, "max_cosine": 1.0, "coverage": 2.0, "sentence_coverage": 1.0, "passage_rank": 0.5,
+        "span": 4.0,
+        "span_logodds": 0.0,
+        "cosine": 4.0,
+        "max_cosine": 1.0,
+        "coverage": 2.0,
+        "sentence_coverage": 1.0,
+        "passage_rank": 0.5,
     },
     "bias": -7.0,
     "threshold": 0.3,
@@ -120,6 +131,55 @@ def _terms(text: str) -> set[str]:
     return set(Tokenizer()([text])[0]) - _QUESTION_WORDS
 
 
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion trillion dozen dozens hundreds thousands millions billions half quarter first second third".split()
+)
+_DATE_WORDS = frozenset(
+    "january february march april may june july august september october november december jan feb mar apr jun "
+    "jul aug sep sept oct nov dec monday tuesday wednesday thursday friday saturday sunday century centuries "
+    "decade decades year years month months week weeks day days today yesterday tomorrow ago bc ad bce ce "
+    "spring summer autumn fall winter morning evening night era age period".split()
+)
+_NUMBER_QUESTION = re.compile(
+    r"\bhow (many|much|long|old|far|large|big|tall|high|deep|wide|often|heavy)\b"
+    r"|\bwhat (percentage|percent|proportion|number|amount|fraction|share)\b"
+)
+_DATE_QUESTION = re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|day|month|century|decade|era|time)\b")
+_NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b")
+
+
+def expected_type(question: str) -> str | None:
+    """What kind of answer ``question`` asks for: ``number``, ``date``, ``name`` or None (anything).
+
+    Rules on the question's words: "how many/much/long…" and "what percentage…" want a
+    number, "when" and "what year…" a date, "who/whom/whose/where" a name.
+    """
+    q = question.lower()
+    if _NUMBER_QUESTION.search(q):
+        return "number"
+    if _DATE_QUESTION.search(q):
+        return "date"
+    if _NAME_QUESTION.search(q):
+        return "name"
+    return None
+
+
+def fits_type(text: str, kind: str | None) -> bool:
+    """Whether ``text`` can be an answer of ``kind`` (see `expected_type`): a number holds a digit or
+    a number word, a date a digit or a calendar word, a name a capitalised word."""
+    if kind is None:
+        return True
+    words = re.findall(r"[^\W_]+", text)
+    lower = {w.lower() for w in words}
+    if kind == "number":
+        return any(ch.isdigit() for ch in text) or bool(lower & _NUMBER_WORDS)
+    if kind == "date":
+        return any(ch.isdigit() for ch in text) or bool(lower & _DATE_WORDS)
+    return any(w[0].isupper() for w in words)
+
+
 def coverage(question_terms: set[str], text: str) -> float:
     """Share of the question's content words (stemmed, no stop words) that ``text`` contains."""
     return len(question_terms & _terms(text)) / len(question_terms) if question_terms else 1.0
@@ -192,9 +252,9 @@ def candidate_features(
     if not hits:
         return []
     if reader is None:
-        from qa.reader import default_reader
+        from qa.span_reader import default_span_reader
 
-        reader = default_reader()
+        reader = default_span_reader()
     if known is None or len(known.passages) != len(hits):
         vectors = get_embedder(embedder).encode([question, *(h.text for h in hits)])
         known = Embeddings(vectors[0], vectors[1:], [None] * len(hits))
@@ -221,6 +281,8 @@ def candidate_features(
         sentence = hits[s.passage_index].text[s.sentence[0] : s.sentence[1]]
         features = {
             "span": s.score,
+            # The span model's probabilities crowd near 0 and 1, where a logistic model needs log-odds.
+            "span_logodds": math.log(max(s.score, 1e-6) / max(1.0 - s.score, 1e-6)),
             "cosine": float(cosines[s.passage_index]),
             "max_cosine": max_cosine,
             "coverage": passage_coverage[s.passage_index],
@@ -247,7 +309,7 @@ def read(
     Args:
         question: the question.
         hits: the passages to read, best first.
-        reader: extracts answer spans; the default `qa.reader.FeatureReader` when None.
+        reader: extracts answer spans; the shipped `qa.span_reader.SpanReader` when None.
         embedder: the model for question–passage similarity; the default model when None.
         passages: how many of ``hits`` to read.
         known: the question's and the read passages' vectors, if the caller has them.
@@ -279,6 +341,10 @@ def read(
         if key not in seen and not overlaps:
             seen.add(key)
             scored.append((c, s))
+    if scored:
+        # The best answer is the model's; the others must at least be the kind of thing asked for.
+        kind = expected_type(question)
+        scored = [scored[0], *(pair for pair in scored[1:] if fits_type(pair[1].text, kind))]
     scored = scored[: ALTERNATIVES + 1]
     if not scored:
         return Answer(question, None, 0.0, None, hits)
@@ -292,4 +358,3 @@ def read(
         return Answer(question, None, round(best_confidence, 4), None, evidence, alternatives)
     alternatives = alternatives[1:]
     return Answer(question, best.text, round(best_confidence, 4), (best.start, best.end), evidence, alternatives)
-

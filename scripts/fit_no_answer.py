@@ -1,6 +1,9 @@
 """Fit `qa.answering.confidence` and the no-answer threshold on SQuAD *tune* articles.
 
-Answerable questions: tune questions searched over all 2,067 paragraphs.
+Answerable questions: tune questions searched over all 2,067 paragraphs. By default only
+the questions of the span reader's validation articles (``validation_articles`` in
+``qa/data/span-reader/config.json``): the reader was trained on the other tune articles,
+and its scores on questions it was trained on are more confident than on new ones.
 Unanswerable ones: the same questions with their own article removed from the
 results (the corpus then holds no answer). A logistic regression maps each
 candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
@@ -32,12 +35,16 @@ sys.path.insert(0, str(ROOT))
 
 from qa.answering import CALIBRATION_FILE, FEATURES, READ_PASSAGES, candidate_features, stored_embeddings  # noqa: E402
 from qa.evaluation import SQUAD_FILE, default_index_dir, eval_index, f1_score, find_data, load_squad  # noqa: E402
+from qa.span_reader import read_config  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="SQuAD v1.1 dev zip (default: $QA_DATA_DIR or ../shared/data)")
     parser.add_argument("--questions", type=int, default=800, help="tune questions sampled (seed 0)")
+    parser.add_argument(
+        "--all-tune", action="store_true", help="sample all tune articles, not only the span reader's validation ones"
+    )
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
     parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")
     args = parser.parse_args()
@@ -51,7 +58,8 @@ def main() -> int:
             raise SystemExit(f"{cache} holds other features or another sample; delete it to recompute")
         rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
     else:
-        rows, f1s, groups = collect(str(find_data(SQUAD_FILE, args.data)), args.questions)
+        articles = None if args.all_tune else set(read_config()["training"]["validation_articles"])
+        rows, f1s, groups = collect(str(find_data(SQUAD_FILE, args.data)), args.questions, articles)
         if cache is not None:
             payload = {"features": list(FEATURES), "questions": args.questions, "rows": rows, "f1": f1s}
             cache.write_text(json.dumps({**payload, "groups": groups}), encoding="utf-8")
@@ -79,25 +87,34 @@ def main() -> int:
     answered = [p >= threshold for (_, ok), (p, _) in best.items() if ok]
     rejected = [p < threshold for (_, ok), (p, _) in best.items() if not ok]
     chosen = float(utility[list(thresholds).index(threshold)])
-    print(f"threshold {threshold}: SQuAD 2.0 F1 {chosen:.3f} on the 50/50 tune mix; "
-          f"answerable answered {np.mean(answered):.2f}, unanswerable rejected {np.mean(rejected):.2f}")
+    print(
+        f"threshold {threshold}: SQuAD 2.0 F1 {chosen:.3f} on the 50/50 tune mix; "
+        f"answerable answered {np.mean(answered):.2f}, unanswerable rejected {np.mean(rejected):.2f}"
+    )
     calibration = {
         "weights": dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)),
         "bias": float(model.intercept_[0]),
         "threshold": threshold,
-        "fitted_on": f"SQuAD v1.1 dev tune split, {args.questions} questions x (answerable, own article removed)",
-        "command": "python scripts/fit_no_answer.py --questions " + str(args.questions),
+        "fitted_on": f"SQuAD v1.1 dev tune split{'' if args.all_tune else ' (span reader validation articles)'}, "
+        f"{len({g for g, _ in groups})} questions x (answerable, own article removed)",
+        "command": "python scripts/fit_no_answer.py " + " ".join(sys.argv[1:]),
     }
     Path(args.out).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(calibration, indent=2))
     return 0
 
 
-def collect(data: str, n: int) -> tuple[list[list[float]], list[float], list[tuple[int, bool]]]:
-    """Features and answer F1 of every candidate, for ``n`` tune questions asked with and without their article."""
+def collect(
+    data: str, n: int, articles: set[str] | None = None
+) -> tuple[list[list[float]], list[float], list[tuple[int, bool]]]:
+    """Features and answer F1 of every candidate, for ``n`` tune questions asked with and without their article.
+
+    ``articles``: sample only questions of these article titles (all tune articles when None).
+    """
     dataset = load_squad(data, split="tune")
     index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
-    questions = random.Random(0).sample(list(dataset.questions), n)
+    pool = [q for q in dataset.questions if articles is None or q.gold[0].rsplit("#", 1)[0] in articles]
+    questions = random.Random(0).sample(pool, min(n, len(pool)))
     rows: list[list[float]] = []
     f1s: list[float] = []
     groups: list[tuple[int, bool]] = []  # (question number, answerable)

@@ -31,12 +31,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import random
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.evaluation import SQUAD_FILE, _read_zip_member, exact_match, f1_score, find_data, load_squad  # noqa: E402
+from qa.evaluation import SQUAD_FILE, _read_zip_member, exact_match, f1_score, find_data, load_squad
 
 FORMAT_VERSION = 1
 MAX_ANSWER_TOKENS = 30
@@ -191,7 +190,9 @@ def length_grouped_batches(features: Sequence[dict[str, Any]], batch_size: int, 
     return batches
 
 
-def best_spans(model: Any, examples: Sequence[Example], features: Sequence[dict[str, Any]], batch_size: int = 32) -> dict[int, str]:
+def best_spans(
+    model: Any, examples: Sequence[Example], features: Sequence[dict[str, Any]], batch_size: int = 32
+) -> dict[int, str]:
     """The highest start+end logit span (at most MAX_ANSWER_TOKENS) per example, over its windows."""
     import torch
 
@@ -203,7 +204,9 @@ def best_spans(model: Any, examples: Sequence[Example], features: Sequence[dict[
             batch = [features[i] for i in order[b : b + batch_size]]
             inputs = collate(batch)
             out = model(
-                input_ids=inputs["input_ids"], token_type_ids=inputs["token_type_ids"], attention_mask=inputs["attention_mask"]
+                input_ids=inputs["input_ids"],
+                token_type_ids=inputs["token_type_ids"],
+                attention_mask=inputs["attention_mask"],
             )
             for row, f in enumerate(batch):
                 ctx = f["context_tokens"]
@@ -260,9 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--negatives", type=float, default=0.2, help="share of windows without the answer kept for training (seeded)"
     )
+    parser.add_argument(
+        "--freeze-layers", type=int, default=0, help="also freeze the lowest N transformer layers (less to compute)"
+    )
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32 (about 2x slower here)")
     parser.add_argument("--val-articles", type=int, default=3, help="tune articles held out of training for validation")
-    parser.add_argument("--train-questions", type=int, help="train on only the first N training questions (smoke runs)")
+    parser.add_argument("--train-questions", type=int, help="train on a seeded sample of N training questions")
     parser.add_argument("--val-questions", type=int, help="validate on only the first N validation questions")
     parser.add_argument("--evals-per-epoch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
@@ -292,8 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     val_articles = set(tune_articles[step // 2 :: step][: args.val_articles])
     train = [e for e in tune if e.article not in val_articles]
     val = [e for e in tune if e.article in val_articles]
-    if args.train_questions is not None:
-        train = train[: args.train_questions]
+    if args.train_questions is not None and args.train_questions < len(train):
+        # A seeded sample from every training article, kept in file order.
+        keep = set(random.Random(args.seed).sample(range(len(train)), args.train_questions))
+        train = [e for i, e in enumerate(train) if i in keep]
     if args.val_questions is not None:
         val = val[: args.val_questions]
     base = base_model_dir()
@@ -305,15 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_f = [f for f in train_f if f["start"] > 0 or keep_rng.random() < args.negatives]
     val_f = featurize(tokenizer, val, args.max_length, args.stride)
     print(
-        f"data {data}: {len(train)} training questions ({len(train_f)} windows) from {len(tune_articles) - len(val_articles)} "
-        f"tune articles; validation {len(val)} questions from {', '.join(titles[a] for a in sorted(val_articles))}",
+        f"data {data}: {len(train)} training questions ({len(train_f)} windows) from "
+        f"{len(tune_articles) - len(val_articles)} tune articles; validation {len(val)} questions from "
+        + ", ".join(titles[a] for a in sorted(val_articles)),
         flush=True,
     )
 
     model = AutoModelForQuestionAnswering.from_pretrained(str(base))
     for name, p in model.named_parameters():
         # Frozen embeddings: the artefact is only the layers and head, and they cost nothing to train here.
-        p.requires_grad = ".embeddings." not in f".{name}"
+        p.requires_grad = ".embeddings." not in f".{name}" and not any(
+            f".layer.{n}." in name for n in range(args.freeze_layers)
+        )
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [p for n, p in trainable if not (n.endswith("bias") or "LayerNorm" in n)]
     no_decay = [p for n, p in trainable if n.endswith("bias") or "LayerNorm" in n]
@@ -402,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "weight_decay": args.weight_decay,
             "batch_size": args.batch_size,
             "negatives": args.negatives,
+            "freeze_layers": args.freeze_layers,
             "bf16": args.bf16,
             "threads": args.threads,
             "chosen": best_at,
@@ -411,7 +423,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "command": "python scripts/train_span_reader.py " + " ".join(sys.argv[1:] if argv is None else argv),
         },
     }
-    print(f"chose {best_at} (validation F1 {best_f1:.1f}); wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)", flush=True)
+    print(
+        f"chose {best_at} (validation F1 {best_f1:.1f}); wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)",
+        flush=True,
+    )
     (out / "config.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.heldout:
         # A report, never a choice: the weights are already fixed.
