@@ -33,7 +33,7 @@ from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
 
 if TYPE_CHECKING:
-    from qa.reader import Reader, Span
+    from qa.span_reader import Reader, Span
     from qa.store import Store
 
 # How many of the retrieved passages the reader reads. On 800 SQuAD tune questions the best
