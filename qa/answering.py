@@ -33,7 +33,7 @@ from qa.evaluation import normalize_answer
 from qa.retrieval import Hit
 
 if TYPE_CHECKING:
-    from qa.span_reader import Reader, Span
+    from qa.reader import Reader, Span
     from qa.store import Store
 
 # How many of the retrieved passages the reader reads. On 800 SQuAD tune questions the best
@@ -45,12 +45,11 @@ ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
 #: The inputs of `confidence`, in the order of `candidate_features`.
-FEATURES = ("span", "span_logodds", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank")
+FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank")
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
     "weights": {
         "span": 4.0,
-        "span_logodds": 0.0,
         "cosine": 4.0,
         "max_cosine": 1.0,
         "coverage": 2.0,
@@ -151,6 +150,25 @@ _NUMBER_QUESTION = re.compile(
 )
 _DATE_QUESTION = re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|day|month|century|decade|era|time)\b")
 _NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b")
+
+
+#: ``span`` makes the span model (`qa.span_reader.SpanReader`) the default reader instead of
+#: the LightGBM `qa.reader.FeatureReader`; the no-answer calibration was fitted for the latter.
+READER_ENV = "QA_READER"
+
+
+def default_reader() -> Reader:
+    """The reader used when none is given: `qa.reader.FeatureReader`, or with ``QA_READER=span``
+    the span model fine-tuned here (`qa.span_reader.SpanReader`)."""
+    import os
+
+    if os.environ.get(READER_ENV, "").strip().lower() == "span":
+        from qa.span_reader import default_span_reader
+
+        return default_span_reader()
+    from qa.reader import default_reader as feature_reader
+
+    return feature_reader()
 
 
 def expected_type(question: str) -> str | None:
@@ -255,9 +273,7 @@ def candidate_features(
     if not hits:
         return []
     if reader is None:
-        from qa.span_reader import default_span_reader
-
-        reader = default_span_reader()
+        reader = default_reader()
     if known is None or len(known.passages) != len(hits):
         vectors = get_embedder(embedder).encode([question, *(h.text for h in hits)])
         known = Embeddings(vectors[0], vectors[1:], [None] * len(hits))
@@ -284,8 +300,6 @@ def candidate_features(
         sentence = hits[s.passage_index].text[s.sentence[0] : s.sentence[1]]
         features = {
             "span": s.score,
-            # The span model's probabilities crowd near 0 and 1, where a logistic model needs log-odds.
-            "span_logodds": math.log(max(s.score, 1e-6) / max(1.0 - s.score, 1e-6)),
             "cosine": float(cosines[s.passage_index]),
             "max_cosine": max_cosine,
             "coverage": passage_coverage[s.passage_index],
@@ -312,7 +326,7 @@ def read(
     Args:
         question: the question.
         hits: the passages to read, best first.
-        reader: extracts answer spans; the shipped `qa.span_reader.SpanReader` when None.
+        reader: extracts answer spans; `default_reader` when None.
         embedder: the model for question–passage similarity; the default model when None.
         passages: how many of ``hits`` to read.
         known: the question's and the read passages' vectors, if the caller has them.

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -35,54 +35,7 @@ from qa.documents import split_sentences
 from qa.embedding import DEFAULT_MODEL, env_threads, resolve_model_path
 from qa.errors import InputError, ModelNotFoundError
 from qa.evaluation import normalize_answer
-
-
-@dataclass(frozen=True)
-class Span:
-    """One answer candidate.
-
-    Attributes:
-        text: the answer text, exactly ``passages[passage_index][start:end]``.
-        start: character offset of the answer in its passage.
-        end: character offset one past the answer.
-        score: in [0, 1]; roughly the probability that the answer is right.
-        passage_index: which of the given passages the answer comes from.
-        sentence: (start, end) of the sentence that answers, in the same passage: the one holding
-            the answer, or for an answer resolved from a pronoun, the pronoun's (the answer is earlier).
-    """
-
-    text: str
-    start: int
-    end: int
-    score: float
-    passage_index: int
-    sentence: tuple[int, int]
-
-
-class Reader(Protocol):
-    """Anything that extracts answer spans from passages."""
-
-    def read(
-        self,
-        question: str,
-        passages: Sequence[str],
-        passage_scores: Sequence[float] | None = None,
-        *,
-        top_n: int = 5,
-        per_passage: bool = False,
-        question_vector: np.ndarray | None = None,
-        sentence_vectors: Sequence[np.ndarray | None] | None = None,
-    ) -> list[Span]:
-        """Best answer candidates over all passages, best first.
-
-        Answer texts are distinct (after SQuAD normalisation), or with ``per_passage``
-        distinct within each passage, so the same answer may come back once per passage.
-        ``question_vector`` and ``sentence_vectors`` (per passage, its sentences' unit vectors in
-        `qa.documents.split_sentences` order, or None) are embeddings the caller already has;
-        a reader that uses embeddings takes them instead of computing them.
-        """
-        ...
-
+from qa.reader import Span
 
 ARTEFACT_DIR = Path(__file__).resolve().parent / "data" / "span-reader"
 FORMAT_VERSION = 1
@@ -192,7 +145,7 @@ def _load(folder: Path, base_name: str) -> _Loaded:
 
 @dataclass(frozen=True)
 class PassageSpan:
-    """A span the model found, before it becomes a `Span`.
+    """A span the model found, before it becomes a `qa.reader.Span`.
 
     Attributes:
         passage_index: which passage.
@@ -213,7 +166,7 @@ class PassageSpan:
 class SpanReader:
     """The span model trained by ``scripts/train_span_reader.py``, loaded on first use.
 
-    Implements `Reader`. ``QA_SPAN_READER`` (a folder) replaces the shipped artefact.
+    Implements `qa.reader.Reader`. ``QA_SPAN_READER`` (a folder) replaces the shipped artefact.
     """
 
     def __init__(
@@ -328,7 +281,7 @@ class SpanReader:
         question_vector: np.ndarray | None = None,
         sentence_vectors: Sequence[np.ndarray | None] | None = None,
     ) -> list[Span]:
-        """Best answer spans over all passages, best first (see `Reader`).
+        """Best answer spans over all passages, best first (see `qa.reader.Reader`).
 
         Args:
             question: the question.

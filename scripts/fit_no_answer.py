@@ -1,9 +1,10 @@
 """Fit `qa.answering.confidence` and the no-answer threshold on SQuAD *tune* articles.
 
-Answerable questions: tune questions searched over all 2,067 paragraphs. By default only
-the questions of the span reader's validation articles (``validation_articles`` in
-``qa/data/span-reader/config.json``): the reader was trained on the other tune articles,
-and its scores on questions it was trained on are more confident than on new ones.
+Answerable questions: tune questions searched over all 2,067 paragraphs. With
+``--span-reader-validation``, only the questions of the span reader's validation articles
+(``validation_articles`` in ``qa/data/span-reader/config.json``): that reader was trained on
+the other tune articles, and its scores on questions it was trained on are more confident
+than on new ones.
 Unanswerable ones: the same questions with their own article removed from the
 results (the corpus then holds no answer). A logistic regression maps each
 candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
@@ -50,7 +51,9 @@ def main() -> int:
         "a cheaper index for a slow machine, with fewer distractors than qa eval's",
     )
     parser.add_argument(
-        "--all-tune", action="store_true", help="sample all tune articles, not only the span reader's validation ones"
+        "--span-reader-validation",
+        action="store_true",
+        help="sample only the span reader's validation articles (fit for QA_READER=span)",
     )
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
     parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")
@@ -65,7 +68,7 @@ def main() -> int:
             raise SystemExit(f"{cache} holds other features or another sample; delete it to recompute")
         rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
     else:
-        articles = None if args.all_tune else set(read_config()["training"]["validation_articles"])
+        articles = set(read_config()["training"]["validation_articles"]) if args.span_reader_validation else None
         rows, f1s, groups = collect(
             str(find_data(SQUAD_FILE, args.data)), args.questions, articles, args.corpus_articles
         )
@@ -118,7 +121,9 @@ def main() -> int:
         "scale": scale,
         "shift": shift,
         "threshold": threshold,
-        "fitted_on": f"SQuAD v1.1 dev tune split{'' if args.all_tune else ' (span reader validation articles)'}, "
+        "fitted_on": "SQuAD v1.1 dev tune split"
+        + (" (span reader validation articles)" if args.span_reader_validation else "")
+        + ", "
         f"{len({g for g, _ in groups})} questions x (answerable, own article removed)",
         "command": "python scripts/fit_no_answer.py " + " ".join(sys.argv[1:]),
     }
