@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ def _training_script():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("train_span_reader", ROOT / "scripts" / "train_span_reader.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["train_span_reader"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -91,7 +93,7 @@ def test_artefact_is_small_matches_its_checksum_and_loads_without_pickle(
 
     monkeypatch.setattr(torch, "load", no_pickle)
     reader = SpanReader().load()
-    assert reader.read(QUESTION, _seed_paragraphs()[6:8], top_n=1)
+    assert reader.read(QUESTION, _seed_paragraphs()[:6], top_n=1)
 
 
 def test_spans_on_three_seed_passages_match_stored_expectations() -> None:
@@ -110,12 +112,15 @@ def test_passage_spans_n_best_and_long_passages() -> None:
     reader = SpanReader()
     paragraphs = _seed_paragraphs()
     long_passage = " ".join(paragraphs[3:9])  # far beyond one window: read with a stride
-    per_passage = reader.passage_spans("Who is Aliyev's aide?", [long_passage, "", paragraphs[0]], n_best=3)
+    question = "Which research center published a paper on Azerbaijan's relationship with Israel?"
+    per_passage = reader.passage_spans(question, [long_passage, "", paragraphs[0]], n_best=3)
     assert len(per_passage) == 3 and per_passage[1] == []
     best = per_passage[0]
     assert 1 <= len(best) <= 3
     assert best == sorted(best, key=lambda s: -s.probability)
-    assert "Hajiyev" in long_passage[best[0].start : best[0].end]
+    # The answer sits past the first window: found by a later, overlapping one.
+    assert "Center for Strategic Studies" in long_passage[best[0].start : best[0].end]
+    assert best[0].start > 700
     assert all(0.0 <= s.probability <= 1.0 and 0.0 <= s.null_probability <= 1.0 for s in best)
 
 
