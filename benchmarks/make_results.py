@@ -142,7 +142,13 @@ def render_eval(report: dict[str, Any], name: str) -> list[str]:
             ]
             lines += [
                 f"Reliability, {a['setting']}: every question's best candidate, answered or withheld, by "
-                f"confidence (accuracy = share with F1 ≥ 0.5; no-answer rate {a['no_answer_rate']:.3f}):",
+                f"confidence (accuracy = share with F1 ≥ 0.5; no-answer rate {a['no_answer_rate']:.3f}"
+                + (
+                    f"; expected calibration error {a['expected_calibration_error']:.3f}"
+                    if "expected_calibration_error" in a
+                    else ""
+                )
+                + "):",
                 "",
                 _table(["confidence", "questions", "mean confidence", "accuracy"], rows),
                 "",

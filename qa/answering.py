@@ -1,7 +1,8 @@
 """Question + retrieved passages → `Answer` (span, evidence, confidence), or no answer.
 
-A reader (`qa.reader`) proposes answer spans inside the best passages, each with
-the probability that it is right *if the passage holds the answer*. Whether the
+A reader proposes answer spans inside the best passages: by default the span model
+fine-tuned here on the bundled MiniLM (`qa.span_reader.SpanReader`), whose score is a
+span's probability against every other span of its window and "no answer". Whether the
 corpus holds an answer at all is a second question, answered by how closely the
 question matches the passage: the embedding model's cosine (which, unlike fused
 retrieval scores, means the same thing in every mode and every corpus) and how many
@@ -9,6 +10,9 @@ of the question's words the passage and the answer's sentence contain ("What cur
 does Azerbaijan use?" over an article that never says "currency"). A logistic model
 of these (`confidence`, fitted by ``scripts/fit_no_answer.py``) gives the confidence;
 below its threshold `Answer.text` is None.
+
+Alternatives are other spans of the kind of answer the question asks for (a name for
+"who", a date for "when", a number for "how many"), never one the question already names.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +62,12 @@ FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "pa
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
     "weights": {
-        "span": 4.0, "cosine": 4.0, "max_cosine": 1.0, "coverage": 2.0, "sentence_coverage": 1.0, "passage_rank": 0.5,
+        "span": 4.0,
+        "cosine": 4.0,
+        "max_cosine": 1.0,
+        "coverage": 2.0,
+        "sentence_coverage": 1.0,
+        "passage_rank": 0.5,
     },
     "bias": -7.0,
     "threshold": 0.3,
@@ -120,11 +130,14 @@ def confidence(features: Mapping[str, float]) -> float:
     """P(answer right) from a candidate's `FEATURES` (see `candidate_features`).
 
     A logistic model fitted by ``scripts/fit_no_answer.py`` on SQuAD tune articles
-    only, with unanswerable questions made by removing the question's article
-    from the corpus.
+    only (those the span reader was not trained on), with unanswerable questions made by
+    removing the question's article from the corpus, then rescaled so that a question's
+    most confident answer is right about as often as its confidence says.
     """
     cal = _calibration()
     z = cal["bias"] + sum(weight * features[name] for name, weight in cal["weights"].items())
+    # Recalibrated for the best candidate of a question (see scripts/fit_no_answer.py).
+    z = cal.get("scale", 1.0) * z + cal.get("shift", 0.0)
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
@@ -141,6 +154,74 @@ def _terms(text: str) -> set[str]:
     from qa.lexical import Tokenizer
 
     return set(Tokenizer()([text])[0]) - _QUESTION_WORDS
+
+
+_NUMBER_WORDS = frozenset(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion trillion dozen dozens hundreds thousands millions billions half quarter first second third".split()
+)
+_DATE_WORDS = frozenset(
+    "january february march april may june july august september october november december jan feb mar apr jun "
+    "jul aug sep sept oct nov dec monday tuesday wednesday thursday friday saturday sunday century centuries "
+    "decade decades year years month months week weeks day days today yesterday tomorrow ago bc ad bce ce "
+    "spring summer autumn fall winter morning evening night era age period".split()
+)
+_NUMBER_QUESTION = re.compile(
+    r"\bhow (many|much|long|old|far|large|big|tall|high|deep|wide|often|heavy)\b"
+    r"|\bwhat (percentage|percent|proportion|number|amount|fraction|share)\b"
+)
+_DATE_QUESTION = re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|day|month|century|decade|era|time)\b")
+_NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b")
+
+
+#: ``span`` makes the span model (`qa.span_reader.SpanReader`) the default reader instead of
+#: the LightGBM `qa.reader.FeatureReader`; the no-answer calibration was fitted for the latter.
+READER_ENV = "QA_READER"
+
+
+def default_reader() -> Reader:
+    """The reader used when none is given: `qa.reader.FeatureReader`, or with ``QA_READER=span``
+    the span model fine-tuned here (`qa.span_reader.SpanReader`)."""
+    import os
+
+    if os.environ.get(READER_ENV, "").strip().lower() == "span":
+        from qa.span_reader import default_span_reader
+
+        return default_span_reader()
+    from qa.reader import default_reader as feature_reader
+
+    return feature_reader()
+
+
+def expected_type(question: str) -> str | None:
+    """What kind of answer ``question`` asks for: ``number``, ``date``, ``name`` or None (anything).
+
+    Rules on the question's words: "how many/much/long…" and "what percentage…" want a
+    number, "when" and "what year…" a date, "who/whom/whose/where" a name.
+    """
+    q = question.lower()
+    if _NUMBER_QUESTION.search(q):
+        return "number"
+    if _DATE_QUESTION.search(q):
+        return "date"
+    if _NAME_QUESTION.search(q):
+        return "name"
+    return None
+
+
+def fits_type(text: str, kind: str | None) -> bool:
+    """Whether ``text`` can be an answer of ``kind`` (see `expected_type`): a number holds a digit or
+    a number word, a date a digit or a calendar word, a name a capitalised word."""
+    if kind is None:
+        return True
+    words = re.findall(r"[^\W_]+", text)
+    lower = {w.lower() for w in words}
+    if kind == "number":
+        return any(ch.isdigit() for ch in text) or bool(lower & _NUMBER_WORDS)
+    if kind == "date":
+        return any(ch.isdigit() for ch in text) or bool(lower & _DATE_WORDS)
+    return any(w[0].isupper() for w in words)
 
 
 def coverage(question_terms: set[str], text: str) -> float:
@@ -215,8 +296,6 @@ def candidate_features(
     if not hits:
         return []
     if reader is None:
-        from qa.reader import default_reader
-
         reader = default_reader()
     if known is None or len(known.passages) != len(hits):
         vectors = get_embedder(embedder).encode([question, *(h.text for h in hits)])
@@ -270,7 +349,7 @@ def read(
     Args:
         question: the question.
         hits: the passages to read, best first.
-        reader: extracts answer spans; the default `qa.reader.FeatureReader` when None.
+        reader: extracts answer spans; `default_reader` when None.
         embedder: the model for question–passage similarity; the default model when None.
         passages: how many of ``hits`` to read.
         known: the question's and the read passages' vectors, if the caller has them.
@@ -302,6 +381,10 @@ def read(
         if key not in seen and not overlaps:
             seen.add(key)
             scored.append((c, s))
+    if scored:
+        # The best answer is the model's; the others must at least be the kind of thing asked for.
+        kind = expected_type(question)
+        scored = [scored[0], *(pair for pair in scored[1:] if fits_type(pair[1].text, kind))]
     scored = scored[: ALTERNATIVES + 1]
     if not scored:
         return Answer(question, None, 0.0, None, hits)
@@ -315,4 +398,3 @@ def read(
         return Answer(question, None, round(best_confidence, 4), None, evidence, alternatives)
     alternatives = alternatives[1:]
     return Answer(question, best.text, round(best_confidence, 4), (best.start, best.end), evidence, alternatives)
-

@@ -548,6 +548,8 @@ class AnswerResult:
     forced_f1: float
     reliability: tuple[ReliabilityBin, ...]
     seconds: float
+    #: `expected_calibration_error` of every question's best candidate (10 equal-width bins).
+    expected_calibration_error: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -714,6 +716,21 @@ def reliability(confidences: Sequence[float], f1s: Sequence[float]) -> tuple[Rel
     return tuple(bins)
 
 
+def expected_calibration_error(confidences: Sequence[float], f1s: Sequence[float], bins: int = 10) -> float:
+    """Expected calibration error: the answer-weighted mean gap between confidence and accuracy.
+
+    Confidences fall into ``bins`` equal-width bins of [0, 1]; in each, |mean confidence -
+    share with F1 >= 0.5| is weighted by the bin's share of the answers (Guo et al., 2017).
+    """
+    if not confidences:
+        return 0.0
+    groups: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
+    for c, f in zip(confidences, f1s, strict=True):
+        groups[min(bins - 1, max(0, int(c * bins)))].append((c, f))
+    gap = sum(abs(sum(c for c, _ in group) - sum(f >= ACCURATE_F1 for _, f in group)) for group in groups.values())
+    return gap / len(confidences)
+
+
 def best_guess(answer: Answer) -> str | None:
     """The answer's text, or when it was withheld, its best rejected candidate (None if there was none)."""
     if answer.text is not None:
@@ -743,6 +760,7 @@ def _score_answers(
         forced_f1=sum(forced_f1) / n,
         reliability=reliability([a.confidence for a in answers], forced_f1),
         seconds=round(seconds, 2),
+        expected_calibration_error=round(expected_calibration_error([a.confidence for a in answers], forced_f1), 4),
     )
 
 
@@ -779,6 +797,9 @@ def evaluate_unanswerable(index: Index, dataset: Dataset, *, k: int = 5, mode: s
         forced_f1=0.0,
         reliability=reliability([a.confidence for a in answers], [0.0] * len(answers)),
         seconds=round(time.perf_counter() - started, 2),
+        expected_calibration_error=round(
+            expected_calibration_error([a.confidence for a in answers], [0.0] * len(answers)), 4
+        ),
     )
 
 
@@ -990,7 +1011,9 @@ def format_report(report: EvalReport) -> str:
                 ]
                 for b in a.reliability
             ]
-            lines += [f"Reliability ({a.setting}; no-answer rate {a.no_answer_rate:.4f})", *_table(header, rows), ""]
+            ece = a.expected_calibration_error
+            title = f"Reliability ({a.setting}; no-answer rate {a.no_answer_rate:.4f}; ECE {ece:.4f})"
+            lines += [title, *_table(header, rows), ""]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines).rstrip()
 

@@ -14,6 +14,18 @@ Modes:
 
 A reranker (`CrossEncoderReranker`, or anything with a ``score`` method) can
 reorder the top ``rerank_top`` hits of any mode.
+
+One hit per paragraph: a long paragraph is indexed as overlapping sentence windows,
+and by default a search keeps only each paragraph's best window (`one_per_paragraph`),
+so the ``k`` hits are ``k`` different paragraphs. That window keeps its own text and offsets.
+
+What a score means depends on the mode, and only ranks hits of one query:
+``dense`` is a cosine in [-1, 1]; ``bm25`` a BM25 score (0 up, unbounded); ``hybrid`` a
+weighted sum of z-scores over the query's candidate pool (about 100-200 passages), so 0 is a
+passage as good as the pool's average, 1 is about one standard deviation better, and it can
+be negative; ``rrf`` a sum of 1/(60 + rank). Use `Hit.score` to order and compare hits of the
+same search, never as a probability or across queries: `qa.answering` gives a calibrated
+confidence for answers.
 """
 
 from __future__ import annotations
@@ -45,8 +57,10 @@ class Hit:
 
     Attributes:
         rank: 1-based position in the result list.
-        score: higher is better. ``dense``: cosine in [-1, 1]; ``bm25``: BM25;
-            ``hybrid``: the fused score in [0, 1]; with a reranker, its score.
+        score: higher is better, comparable only within one search. ``dense``: cosine in
+            [-1, 1]; ``bm25``: BM25 (>= 0); ``hybrid``: weighted sum of the signals' z-scores over
+            the query's candidate pool (0 = the pool's average, can be negative); ``rrf``: the
+            reciprocal-rank sum; with a reranker, its score. See the module docstring.
         text: the passage text.
         passage_id: stable id of the passage (same text in the same document → same id).
         source: where the passage came from.
@@ -161,6 +175,7 @@ def search(
     filters: Filters | None = None,
     reranker: Reranker | None = None,
     rerank_top: int = RERANK_TOP,
+    per_paragraph: bool = True,
     **knobs: Any,
 ) -> list[Hits]:
     """Rank the index's passages for each query.
@@ -173,6 +188,8 @@ def search(
         filters: only passages whose source matches, applied before the top-k cut.
         reranker: reorders the first ``max(k, rerank_top)`` hits.
         rerank_top: how many hits the reranker sees.
+        per_paragraph: keep only the best window of each paragraph (`one_per_paragraph`);
+            False returns every window that ranks.
         knobs: search-time knobs of approximate indexes (``ef_search``, ``nprobe``).
 
     Raises:
@@ -187,7 +204,45 @@ def search(
     rows = index.select_rows(as_filters(filters))
     if rows is not None and not len(rows):
         return [Hits(query=q) for q in queries]
-    fetch = max(k, rerank_top) if reranker is not None else k
+    wanted = max(k, rerank_top) if reranker is not None else k
+    # Windows of one paragraph crowd each other out; fetch more, then merge them.
+    fetch = min(len(index), wanted * 3 if per_paragraph else wanted)
+    while True:
+        results = _ranked(index, queries, fetch, mode, rows, knobs)
+        if not per_paragraph:
+            break
+        results = [one_per_paragraph(hits) for hits in results]
+        short = any(len(hits) < wanted and fetch < len(index) for hits in results)
+        if not short:
+            break
+        fetch = min(len(index), fetch * 3)
+    if reranker is not None:
+        results = [_rerank(reranker, q, hits[:wanted])[:k] for q, hits in zip(queries, results, strict=True)]
+    return [Hits(hits[:k], query=q) for q, hits in zip(queries, results, strict=True)]
+
+
+def one_per_paragraph(hits: Sequence[Hit]) -> list[Hit]:
+    """Keep the best-ranked hit of each paragraph (same document and paragraph), re-ranked 1, 2, …
+
+    A long paragraph is indexed as overlapping windows; the best one stands for it and keeps
+    its own text and offsets. Order and scores are unchanged.
+    """
+    seen: set[tuple[str, int]] = set()
+    out: list[Hit] = []
+    for hit in hits:
+        key = (hit.source.doc_id, hit.source.paragraph)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(
+            hit if hit.rank == len(out) + 1 else Hit(len(out) + 1, hit.score, hit.text, hit.passage_id, hit.source)
+        )
+    return out
+
+
+def _ranked(
+    index: Searchable, queries: Sequence[str], fetch: int, mode: str, rows: np.ndarray | None, knobs: dict[str, Any]
+) -> list[list[Hit]]:
     if mode == "dense":
         scores, found = index.dense_search(index.embed_queries(queries), fetch, rows, **knobs)
         ranked = list(zip(scores, found, strict=True))
@@ -200,10 +255,7 @@ def search(
     else:
         vectors = index.embed_queries(queries)
         ranked = [_fused(index, q, v, fetch, rows, mode, knobs) for q, v in zip(queries, vectors, strict=True)]
-    results = [_hits(index, s, r) for s, r in ranked]
-    if reranker is not None:
-        results = [_rerank(reranker, q, hits)[:k] for q, hits in zip(queries, results, strict=True)]
-    return [Hits(hits[:k], query=q) for q, hits in zip(queries, results, strict=True)]
+    return [_hits(index, s, r) for s, r in ranked]
 
 
 def _fused(

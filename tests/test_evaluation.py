@@ -311,3 +311,13 @@ def test_cli_eval_of_own_questions_over_a_folder(capsys: pytest.CaptureFixture[s
     assert [r["mode"] for r in report["retrieval"]] == ["dense", "hybrid"]
     assert report["retrieval"][1]["questions"] == 6
     assert [a["setting"] for a in report["answers"]] == ["end-to-end", "given-paragraph"]
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    from qa.evaluation import expected_calibration_error
+
+    # Bin [0.9, 1.0): confidences 0.95, 0.95, one right -> gap |1.9 - 1| = 0.9;
+    # bin [0.1, 0.2): 0.15, wrong -> 0.15; over 3 answers: 1.05 / 3.
+    assert expected_calibration_error([0.95, 0.95, 0.15], [1.0, 0.0, 0.0]) == pytest.approx(0.35)
+    assert expected_calibration_error([0.7, 0.7], [1.0, 1.0]) == pytest.approx(0.3)
+    assert expected_calibration_error([], []) == 0.0

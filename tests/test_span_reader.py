@@ -1,0 +1,145 @@
+"""The span reader: its training script, its shipped artefact, its spans on the seed article."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa.errors import ModelNotFoundError
+from qa.span_reader import ARTEFACT_DIR, SpanReader, read_config, verify_artefact
+from tests.conftest import ROOT, SEED, shared_data
+
+QUESTION = "who mediated Turkey-Israel?"
+MEDIATORS = ("Azerbaijan", "Hikmet Hajiyev", "Hajiyev")
+# Three passages of the seed article, a question on each, and the span the shipped model
+# finds (recorded from the artefact in qa/data/span-reader; retraining changes them).
+EXPECTED = Path(__file__).parent / "span_reader_expected.json"
+
+
+def _seed_paragraphs() -> list[str]:
+    return [line for line in SEED.read_text(encoding="utf-8").splitlines()[5:] if line.strip()]
+
+
+def _training_script():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("train_span_reader", ROOT / "scripts" / "train_span_reader.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_span_reader"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_smoke_run_loss_falls(tmp_path: Path) -> None:
+    data = shared_data("dev-v1.1.json.zip")
+    script = _training_script()
+    out = tmp_path / "reader"
+    # 8 questions seen 4 times with a high learning rate: seconds, and the loss must fall.
+    args = ["--data", str(data), "--out", str(out), "--train-questions", "8", "--val-questions", "4"]
+    args += ["--epochs", "4", "--batch-size", "4", "--max-length", "96", "--lr", "5e-4", "--warmup", "0"]
+    args += ["--negatives", "0", "--freeze-layers", "4", "--log-every", "1", "--evals-per-epoch", "1"]
+    assert script.main(args) == 0
+    config = json.loads((out / "config.json").read_text())
+    losses = [loss for _, loss in config["training"]["loss_log"]]
+    assert len(losses) >= 8
+    assert sum(losses[-2:]) / 2 < 0.75 * sum(losses[:2]) / 2, losses
+    # Never trains on held-out articles, and says which tune articles it validated on.
+    assert config["training"]["validation_articles"]
+    verify_artefact(out)
+    # Only what differs from the base model: the unfrozen layers and the head.
+    from safetensors import safe_open
+
+    with safe_open(str(out / "weights.safetensors"), "pt") as f:
+        names = set(f.keys())
+    assert "qa_outputs.weight" in names
+    assert not any(".embeddings." in n or ".layer.0." in n for n in names)
+
+
+def test_training_split_never_holds_heldout_articles() -> None:
+    data = shared_data("dev-v1.1.json.zip")
+    script = _training_script()
+    tune, held, _ = script.load_examples(data)
+    assert tune and held
+    assert {e.article for e in tune}.isdisjoint({e.article for e in held})
+    assert all(e.article % 5 == 0 for e in held)
+    # The offsets survive the whitespace cleaning qa's loader applies.
+    assert all(e.context[e.answer_start : e.answer_start + len(e.answer_text)] == e.answer_text for e in tune)
+
+
+def test_artefact_is_small_matches_its_checksum_and_loads_without_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = read_config()
+    weights = verify_artefact()
+    assert weights.stat().st_size <= 25_000_000
+    assert config["training"]["validation_articles"]
+    # A damaged copy is refused with a message that says how to fix it.
+    broken = tmp_path / "span-reader"
+    shutil.copytree(ARTEFACT_DIR, broken)
+    data = bytearray((broken / "weights.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (broken / "weights.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelNotFoundError, match="train_span_reader"):
+        verify_artefact(broken)
+    # Loading never unpickles: torch.load is never called.
+    import torch
+
+    def no_pickle(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.load (pickle) was called")
+
+    monkeypatch.setattr(torch, "load", no_pickle)
+    reader = SpanReader().load()
+    assert reader.read(QUESTION, _seed_paragraphs()[:6], top_n=1)
+
+
+def test_spans_on_three_seed_passages_match_stored_expectations() -> None:
+    expected = json.loads(EXPECTED.read_text(encoding="utf-8"))
+    assert len(expected) == 3
+    reader = SpanReader()
+    for case in expected:
+        spans = reader.read(case["question"], [case["passage"]], top_n=1)
+        assert spans, case
+        assert (spans[0].text, spans[0].start, spans[0].end) == (case["text"], case["start"], case["end"]), case
+        assert case["passage"][spans[0].start : spans[0].end] == spans[0].text
+        assert spans[0].score == pytest.approx(case["score"], abs=0.02)
+
+
+def test_passage_spans_n_best_and_long_passages() -> None:
+    reader = SpanReader()
+    paragraphs = _seed_paragraphs()
+    long_passage = " ".join(paragraphs[3:9])  # far beyond one window: read with a stride
+    question = "Which research center published a paper on Azerbaijan's relationship with Israel?"
+    per_passage = reader.passage_spans(question, [long_passage, "", paragraphs[0]], n_best=3)
+    assert len(per_passage) == 3 and per_passage[1] == []
+    best = per_passage[0]
+    assert 1 <= len(best) <= 3
+    assert best == sorted(best, key=lambda s: -s.probability)
+    # The answer sits past the first window: found by a later, overlapping one.
+    assert "Center for Strategic Studies" in long_passage[best[0].start : best[0].end]
+    assert best[0].start > 700
+    assert all(0.0 <= s.probability <= 1.0 and 0.0 <= s.null_probability <= 1.0 for s in best)
+
+
+def test_search_returns_no_paragraph_twice(seed_index) -> None:  # type: ignore[no-untyped-def]
+    for mode in ("hybrid", "dense", "bm25", "rrf"):
+        hits = seed_index.search(QUESTION, k=10, mode=mode)
+        keys = [(h.source.doc_id, h.source.paragraph) for h in hits]
+        assert len(keys) == len(set(keys)), (mode, keys)
+        assert [h.rank for h in hits] == list(range(1, len(hits) + 1))
+    # Windows of one paragraph are still there when asked for.
+    windows = seed_index.search(QUESTION, k=30, mode="dense", per_paragraph=False)
+    assert len({(h.source.doc_id, h.source.paragraph) for h in windows}) < len(windows)
+
+
+def test_seed_mediator_answer_and_the_other_as_first_alternative(seed_index) -> None:  # type: ignore[no-untyped-def]
+    answer = seed_index.ask(QUESTION)
+    assert answer.text in ("Azerbaijan", "Hikmet Hajiyev"), answer
+    first = answer.alternatives[0].text
+    if answer.text == "Azerbaijan":
+        assert first in ("Hikmet Hajiyev", "Hajiyev"), [a.text for a in answer.alternatives]
+    else:
+        assert first == "Azerbaijan", [a.text for a in answer.alternatives]
