@@ -7,6 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 QUESTION ?= who mediated Turkey-Israel?
 
 # Models come from PyPI packages; nothing may reach a model hub at run time.
@@ -14,21 +15,30 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test lint notebooks notebooks-clean results clean
+.PHONY: install install-core demo test lint notebooks notebooks-clean screenshot results clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, pinned: an unpinned torch (pulled in by sentence-transformers)
 # would be a multi-GB CUDA build.
+# The core only (what the demo needs): no jupyter, milvus, server or dev tools.
+$(CORE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+# Everything, every extra (what the tests need).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev,notebooks,milvus,milvus-server]"
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e ".[all]"
+	touch $(STAMP) $(CORE_STAMP)
 
 install: $(STAMP)
 
-demo: install
+install-core: $(CORE_STAMP)
+
+demo: install-core
 	$(BIN)/qa index seeds --quiet
 	$(BIN)/qa ask "$(QUESTION)"
 
@@ -47,6 +57,10 @@ notebooks: install
 # Rewrite the notebooks from their generator, without outputs: run before committing.
 notebooks-clean: install
 	$(BIN)/python notebooks/build_notebooks.py
+
+# The README's picture of `qa serve`: the page test in headless Chromium saves its screenshot here.
+screenshot: install
+	QA_SERVE_SCREENSHOT=docs/serve.png $(BIN)/pytest tests/test_serve.py -q -k highlights
 
 # Every number in the README's Results section: the evaluations and benchmarks, run one after
 # another on a quiet machine (about two hours on 2 cores), then rendered into README.md.

@@ -73,19 +73,15 @@ QUICKSTART = [
         import json
         import os
         import tempfile
-        import warnings
         from dataclasses import asdict
-        from html import escape
         from pathlib import Path
 
         import matplotlib.pyplot as plt
         import numpy as np
-        from IPython.display import HTML, display
+        from IPython.display import display
 
         import qa
         from qa.retrieval import MODES
-
-        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
         # Jupyter starts the kernel in notebooks/; the repository is one level up.
         ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -132,38 +128,26 @@ QUICKSTART = [
 
         `index.search(query, k)` returns the `k` best passages as `Hit`s: `rank`, `score`
         (for the dense mode, the cosine similarity of question and passage), `text`,
-        `passage_id` and `source`. Two small helpers turn hits into an HTML table and
-        wrap an answer span in `<mark>`.
+        `passage_id` and `source`. The list it returns shows itself as a table in Jupyter,
+        the query's words marked in each passage (its plain `repr` stays one short line per hit).
         """
     ),
     code(
         """
-        def highlight(text: str, span: tuple[int, int] | None) -> str:
-            \"\"\"HTML for `text`, with `text[start:end]` wrapped in <mark>.\"\"\"
-            if span is None:
-                return escape(text)
-            start, end = span
-            return f"{escape(text[:start])}<mark>{escape(text[start:end])}</mark>{escape(text[end:])}"
-
-
-        def hits_table(hits: list[qa.Hit], answer: qa.Answer | None = None) -> HTML:
-            \"\"\"One row per hit; the answer span, if any, is highlighted in the passage it comes from.\"\"\"
-            answered = answer is not None and answer.text is not None
-            head = "".join(f"<th>{name}</th>" for name in ("rank", "score", "publisher", "title", "paragraph", "text"))
-            rows = []
-            for hit in hits:
-                span = answer.span if answered and hit.passage_id == answer.evidence[0].passage_id else None
-                s = hit.source
-                rows.append(
-                    f"<tr><td>{hit.rank}</td><td>{hit.score:.3f}</td><td>{escape(s.publisher)}</td>"
-                    f"<td>{escape(s.title)}</td><td>{s.paragraph}</td>"
-                    f"<td style='text-align:left'>{highlight(hit.text, span)}</td></tr>"
-                )
-            return HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
-
-
         hits = index.search(QUESTION, k=5)
-        hits_table(hits)
+        hits
+        """
+    ),
+    md(
+        """
+        It is still a plain list of `Hit`s; with pandas installed, `hits.to_dataframe()` gives
+        one row per hit with the source's fields as columns.
+        """
+    ),
+    code(
+        """
+        print(repr(hits[0]))
+        hits.to_dataframe()[["rank", "score", "paragraph", "char_start", "char_end", "text"]]
         """
     ),
     md(
@@ -173,36 +157,17 @@ QUICKSTART = [
         `index.ask(question)` retrieves passages, then picks the answer inside them. The
         `Answer` holds the answer `text` (or `None` when the corpus holds no good enough
         answer), a `confidence` in [0, 1], the `evidence` hits (the one holding the answer
-        first) and the `span`: where the answer sits in `evidence[0].text`.
+        first) and the `span`: where the answer sits in `evidence[0].text`. In Jupyter it shows
+        the answer marked in its passage with the source, the other candidates, and every
+        passage it read (the answer and the other candidates marked where they were found).
         """
     ),
     code(
         """
-        def show_answer(answer: qa.Answer) -> None:
-            \"\"\"The answer in bold, then its passage with the answer span marked.\"\"\"
-            if answer.text is None:
-                display(HTML(
-                    f"<p><b>{escape(answer.question)}</b> → no answer in these articles "
-                    f"(confidence {answer.confidence:.2f})</p>"
-                ))
-                return
-            best = answer.evidence[0]
-            s = best.source
-            where = " · ".join(x for x in (s.publisher, s.title, f"paragraph {s.paragraph}") if x)
-            display(HTML(
-                f"<p><b>{escape(answer.question)}</b> → <b>{escape(answer.text)}</b> "
-                f"(confidence {answer.confidence:.2f})</p>"
-                f"<blockquote>{highlight(best.text, answer.span)}</blockquote>"
-                f"<p><small>{escape(where)}</small></p>"
-            ))
-
-
         answer = index.ask(QUESTION)
-        show_answer(answer)
+        answer
         """
     ),
-    md("All the passages the answer was read from, the answer marked where it was found:"),
-    code("hits_table(answer.evidence, answer)"),
     md(
         """
         A few more questions. The last one is not about this article at all: look at how
@@ -217,7 +182,7 @@ QUICKSTART = [
             "Who did Hikmet Hajiyev meet in Jerusalem?",
             "What is the boiling point of water on Mars?",
         ]:
-            show_answer(index.ask(question))
+            display(index.ask(question))
         """
     ),
     md(
@@ -234,10 +199,7 @@ QUICKSTART = [
         """
         evidence = answer.evidence[0]
         source = evidence.source
-        HTML("<table>" + "".join(
-            f"<tr><th style='text-align:left'>{name}</th><td style='text-align:left'>{escape(repr(value))}</td></tr>"
-            for name, value in asdict(source).items()
-        ) + "</table>")
+        print(json.dumps(asdict(source), indent=2, ensure_ascii=False))
         """
     ),
     code(
@@ -313,7 +275,7 @@ QUICKSTART = [
 
         mine = qa.build_index([my_articles], Path(work.name) / "my-index", progress=False)
         print(f"{mine!r}")
-        hits_table(mine.search("When will the wind farm produce electricity?", k=3))
+        mine.search("When will the wind farm produce electricity?", k=3)
         '''
     ),
     md(
@@ -327,7 +289,7 @@ QUICKSTART = [
         """
         both = qa.build_index([SEEDS, my_articles], None, progress=False)
         funding = both.ask("When will the wind farm deliver its first power to the grid?")
-        show_answer(funding)
+        display(funding)  # the source has a url, so the source line is a link
         print(json.dumps(asdict(funding.evidence[0].source), indent=2, ensure_ascii=False))
         """
     ),
@@ -450,20 +412,17 @@ EVALUATION = [
         """
         %matplotlib inline
         import time
-        import warnings
         from dataclasses import replace
-        from html import escape
         from pathlib import Path
 
         import matplotlib.pyplot as plt
         import numpy as np
-        from IPython.display import HTML
+        import pandas as pd
+        from IPython.display import display
 
         import qa
         from qa import evaluation as ev
         from qa.retrieval import MODES
-
-        warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
 
         ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
         DATA_DIR = Path(os.environ.get("QA_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -555,16 +514,14 @@ EVALUATION = [
         for name, data, index in beds:
             reports[name] = ev.evaluate(replace(data, recall_ks=ks), index, answers=False)
 
-        columns = ("test bed", "mode", "questions", "R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "seconds")
-        head = "".join(f"<th>{h}</th>" for h in columns)
-        body = "".join(
-            f"<tr><td>{escape(name)}</td><td>{r.mode}</td><td>{r.questions}</td><td>{r.recall[1]:.3f}</td>"
-            f"<td>{r.recall[5]:.3f}</td><td>{r.recall[10]:.3f}</td><td>{r.mrr_at_10:.3f}</td>"
-            f"<td>{r.ndcg_at_10:.3f}</td><td>{r.seconds:.1f}</td></tr>"
-            for name, report in reports.items()
-            for r in report.retrieval
-        )
-        HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        pd.DataFrame(
+            [
+                {"test bed": name, "mode": r.mode, "questions": r.questions, "R@1": r.recall[1], "R@5": r.recall[5],
+                 "R@10": r.recall[10], "MRR@10": r.mrr_at_10, "nDCG@10": r.ndcg_at_10, "seconds": r.seconds}
+                for name, report in reports.items()
+                for r in report.retrieval
+            ]
+        ).round(3)
         """
     ),
     code(
@@ -680,14 +637,30 @@ EVALUATION = [
             if sample:
                 answer_results[name] = ev.evaluate_answers(index, replace(data, questions=sample))
 
-        columns = ("test bed", "asked", "EM", "F1", "no answer", "right when answered (F1 ≥ 0.5)", "seconds")
-        head = "".join(f"<th>{h}</th>" for h in columns)
-        body = "".join(
-            f"<tr><td>{escape(name)}</td><td>{a.questions}</td><td>{a.exact_match:.3f}</td><td>{a.f1:.3f}</td>"
-            f"<td>{a.no_answer_rate:.0%}</td><td>{a.accuracy_when_answered:.3f}</td><td>{a.seconds:.1f}</td></tr>"
-            for name, a in answer_results.items()
-        )
-        HTML(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        pd.DataFrame(
+            [
+                {"test bed": name, "asked": a.questions, "EM": a.exact_match, "F1": a.f1,
+                 "no answer": a.no_answer_rate, "right when answered (F1 ≥ 0.5)": a.accuracy_when_answered,
+                 "seconds": a.seconds}
+                for name, a in answer_results.items()
+            ]
+        ).round(3)
+        """
+    ),
+    md(
+        """
+        What those numbers are made of: one question from each test bed with its gold
+        answers, the passages `search` finds for it, and what `ask` answers from them (the
+        library's own display: the answer marked in its passage, with the source).
+        """
+    ),
+    code(
+        """
+        for name, data, index in beds:
+            question = next(q for q in data.questions if q.answers)
+            print(f"{name}: {question.text!r}; gold answers: {', '.join(dict.fromkeys(question.answers))}")
+            display(index.search(question.text, k=3))
+            display(index.ask(question.text))
         """
     ),
     code(

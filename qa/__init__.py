@@ -33,6 +33,8 @@ _EXPORTS = {
     "IndexLoadError": "qa.errors",
     "ModelMismatchError": "qa.errors",
     "ModelNotFoundError": "qa.errors",
+    "MissingDependencyError": "qa.errors",
+    "Hits": "qa.retrieval",
 }
 
 __all__ = [
@@ -40,9 +42,11 @@ __all__ = [
     "Embedder",
     "Filters",
     "Hit",
+    "Hits",
     "Index",
     "IndexLoadError",
     "InputError",
+    "MissingDependencyError",
     "ModelMismatchError",
     "ModelNotFoundError",
     "Passage",
@@ -58,10 +62,17 @@ if TYPE_CHECKING:
     from qa.answering import Answer
     from qa.documents import Passage, Source, load_passages
     from qa.embedding import Embedder
-    from qa.errors import IndexLoadError, InputError, ModelMismatchError, ModelNotFoundError, QAError
+    from qa.errors import (
+        IndexLoadError,
+        InputError,
+        MissingDependencyError,
+        ModelMismatchError,
+        ModelNotFoundError,
+        QAError,
+    )
     from qa.filters import Filters
     from qa.index import Index, build_index, load_index
-    from qa.retrieval import Hit
+    from qa.retrieval import Hit, Hits
 
 
 def __getattr__(name: str) -> Any:

@@ -96,6 +96,16 @@ class Answer:
     evidence: tuple[Hit, ...]
     alternatives: tuple[Alternative, ...] = ()
 
+    def __repr__(self) -> str:
+        from qa.display import answer_repr
+
+        return answer_repr(self)
+
+    def _repr_html_(self) -> str:
+        from qa.display import answer_html
+
+        return answer_html(self)
+
 
 @functools.lru_cache(maxsize=1)
 def _calibration() -> dict[str, Any]:

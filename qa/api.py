@@ -17,7 +17,8 @@ import numpy as np
 from qa.documents import Passage, load_passages
 from qa.embedding import embed_passages
 from qa.errors import InputError, ModelMismatchError
-from qa.retrieval import DEFAULT_MODE, Hit, search
+from qa.paths import source_path
+from qa.retrieval import DEFAULT_MODE, Hits, search
 from qa.stores.sentences import SentenceVectors
 from qa.updates import UpdateReport, names_document, passage_key, plan_update, report
 
@@ -89,7 +90,7 @@ class IndexAPI:
 
     def search(
         self, query: str, k: int = 5, *, mode: str | None = None, filters: Filters | None = None, **options: Any
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` passages that best match ``query``, best first.
 
         Args:
@@ -116,7 +117,7 @@ class IndexAPI:
         mode: str | None = None,
         filters: Filters | None = None,
         **options: Any,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """`search` for many queries at once (embedded in one batch)."""
         return search(self, queries, k, mode=mode or self.default_mode(), filters=filters, **options)  # type: ignore[arg-type]  # self is a store
 
@@ -193,7 +194,8 @@ class IndexAPI:
         with self.writing():
             wanted = self._load(paths)
             order = [p.passage_id for p in wanted]
-            return self._sync(self.held(), wanted, [str(p) for p in paths], order, progress, batch_size, options)
+            sources = [source_path(p) for p in paths]
+            return self._sync(self.held(), wanted, sources, order, progress, batch_size, options)
 
     def add(self, paths: Paths, *, progress: bool = False, batch_size: int = 64) -> UpdateReport:
         """Add the documents of ``paths``, replacing documents of the same id; leave all others alone.
@@ -208,7 +210,7 @@ class IndexAPI:
         with self.writing():
             wanted = self._load(paths)
             held = self.held(list(dict.fromkeys(p.source.doc_id for p in wanted)))
-            sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(str(p) for p in paths)]))
+            sources = list(dict.fromkeys([*self.manifest.get("sources", []), *(source_path(p) for p in paths)]))
             return self._sync(held, wanted, sources, None, progress, batch_size, {})
 
     def remove(self, targets: Paths) -> UpdateReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 import warnings
@@ -31,6 +32,24 @@ DEFAULT_INDEX = "indexes/default"
 BACKENDS = ("onnx-int8", "onnx", "torch")
 DEFAULT_BACKEND = "onnx-int8"
 DEFAULT_SOURCES = "seeds"
+
+# Control characters (C0 but newline and tab, DEL, C1) in indexed text could drive the
+# user's terminal (set its title, clear the screen, ...); people's output shows them escaped.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal control characters shown as escapes (``\\x1b``), safe to print.
+
+    Newlines and tabs are kept; everything else in Unicode category Cc becomes ``\\xNN``.
+
+    Args:
+        text: any text, e.g. a passage taken from an indexed document.
+
+    Returns:
+        The text with each control character replaced by its Python escape.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,6 +121,20 @@ def _parser() -> argparse.ArgumentParser:
     retrieval(ask)
     common(ask)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve the index over HTTP: a JSON API (/search, /ask, /health) and a search page at /",
+        description="Serve the index over HTTP (needs the serve extra: pip install 'qa[serve]').",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    serve.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on every API call (default: $QA_SERVE_TOKEN, else none)",
+    )
+    common(serve)
+
     from qa.evaluation import add_eval_parser
 
     add_eval_parser(commands)
@@ -169,7 +202,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(h) for h in hits], ensure_ascii=False, indent=2))
     else:
         for hit in hits:
-            print(_describe(hit))
+            print(printable(_describe(hit)))
         if not hits:
             print("no passages")
     return 0
@@ -181,17 +214,21 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(answer), ensure_ascii=False, indent=2))
     else:
-        print(_describe_answer(answer))
+        print(printable(_describe_answer(answer)))
     return 0
 
 
 def _describe(hit: Hit, marker: tuple[int, int] | None = None) -> str:
+    from qa.paths import display_path
+
     s = hit.source
     text = hit.text
     if marker:
         text = f"{text[: marker[0]]}[{text[marker[0] : marker[1]]}]{text[marker[1] :]}"
     where = " · ".join(x for x in (s.publisher, s.title, f"paragraph {s.paragraph}") if x)
-    return f"{hit.rank}. ({hit.score:.3f}) {where}\n   {s.path}:{s.char_start}-{s.char_end}\n   {text}\n"
+    # Stored paths are absolute (qa.paths); people read them relative to where they are.
+    shown = display_path(s.path)
+    return f"{hit.rank}. ({hit.score:.3f}) {where}\n   {shown}:{s.char_start}-{s.char_end}\n   {text}\n"
 
 
 def _describe_answer(answer: Answer) -> str:
@@ -209,13 +246,22 @@ def _describe_answer(answer: Answer) -> str:
     return "\n".join(lines).rstrip()
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from qa.serve import run
+
+    index = _open_index(args)
+    run(index, host=args.host, port=args.port, token=args.token, quiet=args.quiet)
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from qa.evaluation import run_eval
 
     return run_eval(args)
 
 
-COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval}
+COMMANDS = {"index": _cmd_index, "remove": _cmd_remove, "search": _cmd_search, "ask": _cmd_ask, "eval": _cmd_eval,
+            "serve": _cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return COMMANDS[args.command](args)
         except QAError as exc:
-            print(f"qa: error: {exc}", file=sys.stderr)
+            print(f"qa: error: {printable(str(exc))}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             done = integrity.commits_done()
@@ -249,4 +295,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-    print(f"qa: warning: {message}", file=sys.stderr)
+    print(f"qa: warning: {printable(str(message))}", file=sys.stderr)

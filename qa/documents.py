@@ -13,29 +13,37 @@ Supported inputs:
   are none).
 * ``.md`` — YAML-ish front matter (``title:``, ``publisher:``, ``section:``,
   ``date:``, ``url:``) is read, headings give the title and the section.
-* ``.html`` / ``.htm`` — ``<p>``, ``<li>``, ``<blockquote>`` and heading text.
+* ``.html`` / ``.htm`` — ``<p>``, ``<li>``, ``<blockquote>`` and heading text, parsed
+  by lxml's HTML parser (end tags may be omitted, as HTML allows).
 * ``.jsonl`` — one article per line: ``text`` plus optional ``id``, ``title``,
   ``publisher``, ``section``, ``url``, ``date``.
 
-Files that are empty, binary or not UTF-8 are skipped with a warning that names
-them; a path that does not exist, or a set of paths that yields no passage at
-all, raises `qa.errors.InputError`.
+Files are UTF-8 (a byte order mark is allowed) or UTF-16/UTF-32 with a byte order
+mark. Files that are empty, binary, in another encoding or give no text, JSONL
+records that are not valid, and folders that are qa indexes or hidden are skipped
+with a warning that names them; a path that does not exist, or a set of paths that
+yields no passage at all, raises `qa.errors.InputError`.
+
+Source paths are stored absolute (see `qa.paths`).
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import html
-import html.parser
 import json
 import os
 import re
+import stat
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from qa.errors import InputError
+from qa.paths import source_path
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".jsonl")
 
@@ -46,6 +54,13 @@ DEFAULT_MAX_TOKENS = 128
 WINDOW_OVERLAP_SENTENCES = 1
 # A first line longer than this is a paragraph, not a title.
 MAX_TITLE_CHARS = 150
+# A window holds at most this many characters per token of the window. WordPiece reads a
+# "word" of more than 100 characters as one unknown token, so a long run without spaces
+# counts as little but means nothing to the model; capping characters splits it instead.
+MAX_CHARS_PER_TOKEN = 16
+# Index folders are skipped when walking a corpus; they hold this file (see qa.index).
+INDEX_MANIFEST = "manifest.json"
+INDEX_FORMAT = "qa-index"
 
 
 @dataclass(frozen=True)
@@ -54,9 +69,12 @@ class Source:
 
     ``char_start``/``char_end`` index the source file's text (for ``.txt`` and
     ``.md``: ``open(path, encoding="utf-8").read()[char_start:char_end]`` is the
-    passage text); for ``.jsonl`` they index the article's ``text`` field, and
-    for HTML they index the decoded text of the page as `qa` extracted it.
-    ``paragraph`` is 1-based; the title line is not counted.
+    passage text; a UTF-8 byte order mark counts as the character U+FEFF, as that
+    ``open`` reads it; for a UTF-16/UTF-32 file use ``encoding="utf-16"``/``"utf-32"``);
+    for ``.jsonl`` they index the article's ``text`` field, and for HTML they index
+    the text of the page as `qa` extracted it: the blocks' text, whitespace collapsed,
+    joined by blank lines (not the raw HTML, so not the file).
+    ``paragraph`` is 1-based; the title line is not counted. ``path`` is absolute.
     """
 
     doc_id: str
@@ -95,6 +113,8 @@ class _Article:
     date: str = ""
     # Optional per-paragraph section (markdown headings); same length as paragraphs.
     sections: list[str] = field(default_factory=list)
+    # How warnings name it: the path, or path:line for a JSONL record.
+    where: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -109,7 +129,11 @@ _ABBREVIATIONS = frozenset(
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and
 # whitespace, when the next sentence starts with an upper-case letter, digit or
 # an opening quote.
-_BOUNDARY = re.compile(r"""[.!?]+["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])""")
+# Possessive quantifiers and the look-behind keep it linear on runs of "!!!!" or spaces.
+_BOUNDARY = re.compile(r"""(?<![.!?])[.!?]++["'”’)\]]*+\s++(?=["'“‘(\[]?[A-Z0-9])""")
+# The word before a boundary, to spot abbreviations; abbreviations are short, so looking
+# back this far is enough and keeps a paragraph full of "Dr." linear.
+_LOOKBACK = 40
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -119,24 +143,30 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     trimmed. Rule-based (no model): it does not split after common
     abbreviations ("Dr.", "U.S.") or single initials ("J. Smith").
     """
-    end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
+    return list(_iter_sentences(text, start, len(text) if end is None else end))
+
+
+def _iter_sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
         stop = match.start()
-        word = re.search(r"([\w.]+)$", text[cursor : stop + 1])
+        word = re.search(r"([\w.]+)$", text[max(cursor, stop - _LOOKBACK) : stop + 1])
         token = word.group(1).lower().rstrip(".") if word else ""
         if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
             continue
         cut = match.end()
-        spans.append((cursor, cut))
+        span = _strip(text, cursor, cut)
+        if span[1] > span[0]:
+            yield span
         cursor = cut
-    spans.append((cursor, end))
-    return [s for s in (_strip(text, a, b) for a, b in spans) if s[1] > s[0]]
+    span = _strip(text, cursor, end)
+    if span[1] > span[0]:
+        yield span
 
 
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
+    # U+FEFF too: a byte order mark stays in the text (offsets match open()), never in a passage.
+    while start < end and (text[start].isspace() or text[start] == "\ufeff"):
         start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
@@ -171,7 +201,9 @@ def _paragraph_spans(text: str, start: int = 0, end: int | None = None) -> list[
 def _line_spans(text: str) -> list[tuple[int, int]]:
     spans, cursor = [], 0
     for line in text.splitlines(keepends=True):
-        spans.append((cursor, cursor + len(line.rstrip("\r\n"))))
+        # A byte order mark is not part of the first line's content (a seed header "- " after it).
+        skip = 1 if cursor == 0 and line.startswith("\ufeff") else 0
+        spans.append((cursor + skip, cursor + len(line.rstrip("\r\n"))))
         cursor += len(line)
     return spans
 
@@ -222,7 +254,7 @@ def _parse_seed(text: str, path: str, doc_id: str, lines: list[tuple[int, int]])
     )
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 
 
@@ -288,11 +320,13 @@ def _parse_md(text: str, path: str, doc_id: str) -> _Article:
     )
 
 
-class _HTMLText(html.parser.HTMLParser):
+class _HTMLText:
     """Collects the text of block elements; ignores scripts, styles and navigation.
 
     Blocks inside ``<article>`` or ``<main>`` are marked, so that a news page's story can
-    be kept apart from its "related stories" lists and teasers.
+    be kept apart from its "related stories" lists and teasers. Driven by `_html_events`
+    over the tree an HTML parser built, so omitted end tags (``<p>One<p>Two``) close
+    where the HTML standard says, not where a hand-rolled tag stack guesses.
     """
 
     BLOCKS = frozenset({"p", "li", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "td", "pre"})
@@ -300,7 +334,6 @@ class _HTMLText(html.parser.HTMLParser):
     MAIN = frozenset({"article", "main"})
 
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
         self.blocks: list[tuple[str, str, bool]] = []  # (tag, text, inside <article>/<main>)
         self.title = ""
         self.meta: dict[str, str] = {}
@@ -311,14 +344,13 @@ class _HTMLText(html.parser.HTMLParser):
         self._main = 0
         self._in_title = False
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+    def handle_starttag(self, tag: str, attrs: dict[str, str]) -> None:
         if tag == "meta":
-            d = {k: v or "" for k, v in attrs}
-            key = d.get("property") or d.get("name") or d.get("itemprop") or ""
-            if key and d.get("content"):
-                self.meta.setdefault(key.lower(), d["content"])
+            key = attrs.get("property") or attrs.get("name") or attrs.get("itemprop") or ""
+            if key and attrs.get("content"):
+                self.meta.setdefault(key.lower(), attrs["content"])
         elif tag == "time":
-            when = dict(attrs).get("datetime")
+            when = attrs.get("datetime")
             if when:
                 self.times.append(when)
         if tag in self.SKIP:
@@ -341,7 +373,7 @@ class _HTMLText(html.parser.HTMLParser):
             self._main = max(0, self._main - 1)
         elif tag == "title":
             self._in_title = False
-        elif tag in self.BLOCKS and self._stack:
+        elif tag in self.BLOCKS and self._stack and not self._skip:
             self._flush()
             self._stack.pop()
 
@@ -356,6 +388,49 @@ class _HTMLText(html.parser.HTMLParser):
         if words and self._stack:
             self.blocks.append((self._stack[-1], words, self._main > 0))
         self._buffer = []
+
+
+# Characters XML (and so lxml) cannot hold; HTML text never means them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _html_events(raw: str, into: _HTMLText) -> list[str]:
+    """Parse ``raw`` with lxml's HTML parser and replay the tree as start/data/end events.
+
+    Returns:
+        The limits the parser hit (elements nested deeper than it follows), for a warning.
+    """
+    from lxml import etree
+    from lxml import html as lxml_html
+
+    raw = _NOT_XML.sub("\ufffd", raw.lstrip("\ufeff"))
+    if not raw.strip():
+        return []
+    # Bytes with the encoding named: lxml refuses a str that declares an encoding (XHTML's
+    # "<?xml ... encoding=...?>"), and the text is already decoded, whatever <meta charset> says.
+    # huge_tree: text nodes over 10 MB and nesting past 256 levels are kept (up to libxml2's 2048).
+    parser = lxml_html.HTMLParser(remove_comments=True, remove_pis=True, huge_tree=True, encoding="utf-8")
+    root = etree.fromstring(raw.encode("utf-8"), parser)
+    limits = sorted({e.message for e in parser.error_log if e.type_name == "ERR_RESOURCE_LIMIT"})
+    if root is None:
+        return limits
+    # iterwalk is iterative (no recursion limit) and visits each node twice: start and end.
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        tag = element.tag
+        if not isinstance(tag, str):  # a comment or processing instruction lxml kept
+            if event == "end" and element.tail:
+                into.handle_data(element.tail)
+            continue
+        tag = tag.lower()
+        if event == "start":
+            into.handle_starttag(tag, {str(k).lower(): v for k, v in element.attrib.items()})
+            if element.text:
+                into.handle_data(element.text)
+        else:
+            into.handle_endtag(tag)
+            if element.tail:
+                into.handle_data(element.tail)
+    return limits
 
 
 _DATE_META = ("article:published_time", "datepublished", "date", "pubdate", "publishdate", "dc.date", "dcterms.date")
@@ -373,8 +448,8 @@ def _strip_site_name(title: str, publisher: str) -> str:
 
 def _parse_html(raw: str, path: str, doc_id: str) -> _Article:
     parser = _HTMLText()
-    parser.feed(raw)
-    parser.close()
+    for limit in _html_events(raw, parser):
+        warnings.warn(f"{path}: the HTML parser stopped at a limit ({limit}); text past it is left out", stacklevel=3)
     meta = parser.meta
     publisher = next((meta[k] for k in _PUBLISHER_META if meta.get(k)), "")
     blocks = parser.blocks
@@ -413,28 +488,72 @@ def _parse_html(raw: str, path: str, doc_id: str) -> _Article:
     )
 
 
-def _parse_jsonl(text: str, path: str, doc_id: str) -> Iterator[_Article]:
+_JSONL_FIELDS = ("title", "publisher", "section", "url", "date")
+
+
+def _parse_jsonl(text: str, path: str, doc_id: str, shown: str = "") -> Iterator[_Article]:
+    """One article per valid line; a bad line is skipped with a warning naming ``shown:line``."""
     for number, line in enumerate(text.splitlines(), start=1):
+        if number == 1:
+            line = line.lstrip("\ufeff")
         if not line.strip():
             continue
+        where = f"{shown or path}:{number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+            warnings.warn(f"{where}: not valid JSON ({exc.msg}), line skipped; each line must be one JSON object",
+                          stacklevel=2)
+            continue
+        except RecursionError:
+            warnings.warn(f"{where}: JSON nested too deeply, line skipped; each line must be one flat JSON object",
+                          stacklevel=2)
+            continue
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InputError(f'{path}:{number}: each line needs a "text" string, e.g. {{"id": "a1", "text": "..."}}')
-        body = record["text"]
-        yield _Article(
-            doc_id=str(record.get("id") or f"{doc_id}#{number}"),
+            warnings.warn(f'{where}: no "text" string, line skipped; write e.g. {{"id": "a1", "text": "..."}}',
+                          stacklevel=2)
+            continue
+        article = _Article(
+            doc_id=_jsonl_field(record.get("id") or None) or f"{doc_id}#{number}",
             path=path,
-            text=body,
-            paragraphs=_paragraph_spans(body),
-            title=str(record.get("title") or ""),
-            publisher=str(record.get("publisher") or ""),
-            section=str(record.get("section") or ""),
-            url=str(record.get("url") or ""),
-            date=str(record.get("date") or ""),
+            text=record["text"],
+            paragraphs=[],
+            title=_jsonl_field(record.get("title")),
+            publisher=_jsonl_field(record.get("publisher")),
+            section=_jsonl_field(record.get("section")),
+            url=_jsonl_field(record.get("url")),
+            date=_jsonl_field(record.get("date")),
+            where=where,
         )
+        bad = next((name for name, value in _strings(article) if not _encodable(value)), None)
+        if bad is not None:
+            # A lone surrogate ("\ud800" in JSON) cannot be tokenized or written out as UTF-8.
+            warnings.warn(f'{where}: "{bad}" holds an unpaired surrogate (not text), line skipped', stacklevel=2)
+            continue
+        article.paragraphs = _paragraph_spans(article.text)
+        yield article
+
+
+def _jsonl_field(value: Any) -> str:
+    # Numbers and booleans read as text; nested objects are not metadata.
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    return str(value)
+
+
+def _strings(article: _Article) -> Iterator[tuple[str, str]]:
+    yield "id", article.doc_id
+    yield "text", article.text
+    for name in _JSONL_FIELDS:
+        yield name, getattr(article, name)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------
@@ -449,56 +568,131 @@ def passage_id(doc_id: str, text: str, occurrence: int) -> str:
     return digest
 
 
+class _TokenCounter:
+    """Counts word pieces of long text piece by piece, so no call ever sees more than a window.
+
+    Word-piece tokenizers split on whitespace first, so the count of a text is the sum of
+    the counts of its whitespace-separated words; counts of words are cached (natural
+    text repeats its words), which keeps a 50 MB paragraph to one pass over its words.
+    For tokenizers that are not additive the sums can be off by a piece per word boundary;
+    windows stop at 128 pieces while the model reads 256, which absorbs that.
+    """
+
+    CACHE_LIMIT = 1 << 18
+
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self.count = count
+        self._words: dict[str, int] = {}
+
+    def words(self, text: str, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+        """(start, end, pieces) of each whitespace-separated word of ``text[start:end]``."""
+        cache = self._words
+        for match in _WORD.finditer(text, start, end):
+            word = match.group()
+            pieces = cache.get(word)
+            if pieces is None:
+                if len(cache) >= self.CACHE_LIMIT:
+                    cache.clear()
+                pieces = cache[word] = self.count(word)
+            yield match.start(), match.end(), pieces
+
+    def total(self, text: str, start: int, end: int) -> int:
+        return sum(pieces for _, _, pieces in self.words(text, start, end))
+
+
+_WORD = re.compile(r"\S+")
+
+
 def _windows(
-    text: str, span: tuple[int, int], max_tokens: int, count_tokens: Callable[[str], int]
-) -> list[tuple[int, int]]:
-    """Split an over-long paragraph into overlapping windows of whole sentences."""
-    if count_tokens(text[span[0] : span[1]]) <= max_tokens:
-        return [span]
-    sentences = split_sentences(text, *span)
-    # A single sentence longer than the window is cut at word boundaries.
-    pieces: list[tuple[int, int]] = []
-    for s in sentences:
-        if count_tokens(text[s[0] : s[1]]) <= max_tokens:
-            pieces.append(s)
-        else:
-            pieces.extend(_word_chunks(text, s, max_tokens, count_tokens))
-    windows: list[tuple[int, int]] = []
-    i = 0
-    while i < len(pieces):
-        j = i + 1
-        while j < len(pieces) and count_tokens(text[pieces[i][0] : pieces[j][1]]) <= max_tokens:
-            j += 1
-        windows.append((pieces[i][0], pieces[j - 1][1]))
-        if j >= len(pieces):
-            break
-        i = max(i + 1, j - WINDOW_OVERLAP_SENTENCES)
-    return windows
+    text: str, span: tuple[int, int], max_tokens: int, count_tokens: Callable[[str], int] | _TokenCounter
+) -> Iterator[tuple[int, int]]:
+    """Split an over-long paragraph into overlapping windows of whole sentences.
+
+    Every window has at most ``max_tokens`` word pieces and ``max_tokens * MAX_CHARS_PER_TOKEN``
+    characters. A sentence longer than that is cut at spaces, and a "word" longer than that
+    at characters. Streams: memory stays a few windows whatever the paragraph's length, and
+    time is linear in it.
+    """
+    counter = count_tokens if isinstance(count_tokens, _TokenCounter) else _TokenCounter(count_tokens)
+    max_chars = max_tokens * MAX_CHARS_PER_TOKEN
+    if span[1] - span[0] <= max_chars and counter.count(text[span[0] : span[1]]) <= max_tokens:
+        yield span
+        return
+    # Greedy: as many pieces (sentences, or parts of an over-long one) as fit; the next window
+    # starts again from the last piece of this one, so an answer on the boundary is whole in one.
+    window: list[tuple[int, int, int]] = []
+    tokens = 0
+    for piece in _pieces(text, span, max_tokens, max_chars, counter):
+        if window and (tokens + piece[2] > max_tokens or piece[1] - window[0][0] > max_chars):
+            yield window[0][0], window[-1][1]
+            window = window[-WINDOW_OVERLAP_SENTENCES:] if len(window) > WINDOW_OVERLAP_SENTENCES else []
+            tokens = sum(p[2] for p in window)
+            if window and (tokens + piece[2] > max_tokens or piece[1] - window[0][0] > max_chars):
+                # The carried-over sentence and this one do not fit together: it stands alone.
+                yield window[0][0], window[-1][1]
+                window, tokens = [], 0
+        window.append(piece)
+        tokens += piece[2]
+    if window:
+        yield window[0][0], window[-1][1]
+
+
+def _pieces(
+    text: str, span: tuple[int, int], max_tokens: int, max_chars: int, counter: _TokenCounter
+) -> Iterator[tuple[int, int, int]]:
+    """Sentences of ``text[span]`` as (start, end, pieces), each cut to fit one window."""
+    for start, end in _iter_sentences(text, *span):
+        if end - start <= max_chars:
+            tokens = counter.total(text, start, end)
+            if tokens <= max_tokens:
+                yield start, end, tokens
+                continue
+        yield from _word_chunks(text, (start, end), max_tokens, max_chars, counter)
 
 
 def _word_chunks(
-    text: str, span: tuple[int, int], max_tokens: int, count_tokens: Callable[[str], int]
-) -> list[tuple[int, int]]:
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[span[0] : span[1]])]
-    words = [(span[0] + a, span[0] + b) for a, b in words]
-    chunks: list[tuple[int, int]] = []
-    i = 0
-    while i < len(words):
-        j = i + 1
-        while j < len(words) and count_tokens(text[words[i][0] : words[j][1]]) <= max_tokens:
-            j += 1
-        chunks.append((words[i][0], words[j - 1][1]))
-        i = j
-    return chunks
+    text: str, span: tuple[int, int], max_tokens: int, max_chars: int, counter: _TokenCounter
+) -> Iterator[tuple[int, int, int]]:
+    """A sentence too long for one window, as consecutive runs of whole words that fit."""
+    chunk: tuple[int, int, int] | None = None
+    for start, end, pieces in counter.words(text, *span):
+        if pieces > max_tokens or end - start > max_chars:
+            if chunk:
+                yield chunk
+                chunk = None
+            yield from _char_chunks(text, start, end, max_tokens, max_chars, counter.count)
+        elif chunk and chunk[2] + pieces <= max_tokens and end - chunk[0] <= max_chars:
+            chunk = (chunk[0], end, chunk[2] + pieces)
+        else:
+            if chunk:
+                yield chunk
+            chunk = (start, end, pieces)
+    if chunk:
+        yield chunk
+
+
+def _char_chunks(
+    text: str, start: int, end: int, max_tokens: int, max_chars: int, count: Callable[[str], int]
+) -> Iterator[tuple[int, int, int]]:
+    """One "word" longer than a window (a URL list, base64, text without spaces), cut at characters."""
+    while start < end:
+        stop = min(end, start + max_chars)
+        pieces = count(text[start:stop])
+        while pieces > max_tokens and stop - start > 1:
+            stop = start + (stop - start) // 2
+            pieces = count(text[start:stop])
+        yield start, stop, pieces
+        start = stop
 
 
 def _passages(
-    article: _Article, max_tokens: int, count_tokens: Callable[[str], int]
+    article: _Article, max_tokens: int, count_tokens: Callable[[str], int] | _TokenCounter
 ) -> Iterator[Passage]:
     seen: dict[str, int] = {}
+    counter = count_tokens if isinstance(count_tokens, _TokenCounter) else _TokenCounter(count_tokens)
     for number, span in enumerate(article.paragraphs, start=1):
         section = article.sections[number - 1] if article.sections else article.section
-        for start, end in _windows(article.text, span, max_tokens, count_tokens):
+        for start, end in _windows(article.text, span, max_tokens, counter):
             text = article.text[start:end]
             occurrence = seen.get(text, 0)
             seen[text] = occurrence + 1
@@ -527,8 +721,13 @@ def _passages(
 def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, Path]]:
     """Yield (file, root) for every supported file under ``paths``, sorted.
 
+    Walking a folder skips hidden files, and skips with a warning hidden folders
+    (``.git``) and qa index folders (a folder holding a qa ``manifest.json``, whose
+    ``passages.jsonl`` would otherwise be indexed into itself). Symbolic links to
+    folders are not followed; anything that is not a regular file is left out.
+
     Raises:
-        InputError: a path does not exist, or a folder holds no supported file.
+        InputError: a path does not exist or is not a file or folder, or a folder holds no supported file.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -541,35 +740,82 @@ def iter_files(paths: Sequence[str | os.PathLike[str]]) -> Iterator[tuple[Path, 
         if path.is_file():
             yield path, path.parent
             continue
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and p.suffix.lower() in SUPPORTED_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        if not path.is_dir():
+            raise InputError(f"{path}: not a regular file or folder (a device, pipe or socket); pass articles")
+        files = sorted(_walk(path))
         if not files:
             raise InputError(f"{path}: folder holds no {'/'.join(SUPPORTED_SUFFIXES)} files")
         for file in files:
             yield file, path
 
 
-def _display_path(path: Path) -> str:
-    """The path as the user would type it: relative to the working directory when inside it."""
-    absolute = path.resolve()
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder)
+        if _is_index_folder(here):
+            warnings.warn(f"{here}: a qa index folder, skipped (an index is not an article)", stacklevel=3)
+            dirs.clear()
+            continue
+        for name in sorted(dirs):
+            if name.startswith("."):
+                warnings.warn(f"{here / name}: hidden folder, skipped", stacklevel=3)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in names:
+            file = here / name
+            if not name.startswith(".") and file.suffix.lower() in SUPPORTED_SUFFIXES and _is_regular(file):
+                yield file
+
+
+def _is_regular(path: Path) -> bool:
     try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(absolute)
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _is_index_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a qa index's manifest (read a little, and only if it is a regular file)."""
+    manifest = folder / INDEX_MANIFEST
+    if not _is_regular(manifest):
+        return False
+    try:
+        with manifest.open("rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return f'"{INDEX_FORMAT}"'.encode() in head
+
+
+# Byte order marks that name an encoding other than UTF-8, longest first (UTF-32-LE starts like UTF-16-LE).
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def _read_text(path: Path) -> str | None:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        warnings.warn(f"{path}: cannot be read ({exc.strerror or exc}), skipped", stacklevel=3)
+        return None
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), None)
+    if encoding is not None:
+        # The codec drops the mark, as open(path, encoding="utf-16") does, so offsets match that read.
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            warnings.warn(f"{path}: starts with a {encoding.upper()} byte order mark but is not {encoding.upper()} "
+                          f"({exc.reason} at byte {exc.start}), skipped; re-save it as UTF-8", stacklevel=3)
+            return None
+        if not text.strip():
+            warnings.warn(f"{path}: empty file, skipped", stacklevel=3)
+            return None
+        return text.replace("\r\n", "\n").replace("\r", "\n")
     if not data.strip():
         warnings.warn(f"{path}: empty file, skipped", stacklevel=3)
         return None
     if b"\x00" in data[:8192]:
-        warnings.warn(f"{path}: looks binary, skipped", stacklevel=3)
+        warnings.warn(f"{path}: looks binary, skipped (text must be UTF-8, or UTF-16 with a byte order mark)",
+                      stacklevel=3)
         return None
     try:
         text = data.decode("utf-8")
@@ -577,6 +823,7 @@ def _read_text(path: Path) -> str | None:
         reason = f"{exc.reason} at byte {exc.start}"
         warnings.warn(f"{path}: not UTF-8 ({reason}), skipped; re-save it as UTF-8", stacklevel=3)
         return None
+    del data
     # Keep offsets identical to open(path, encoding="utf-8").read(): universal
     # newlines turn \r\n into \n, and a BOM stays as U+FEFF.
     return text.replace("\r\n", "\n").replace("\r", "\n")
@@ -587,18 +834,21 @@ def load_articles(paths: Sequence[str | os.PathLike[str]]) -> Iterator[_Article]
         text = _read_text(file)
         if text is None:
             continue
-        shown = _display_path(file)
+        stored = source_path(file)
         relative = file.relative_to(root) if file != root else Path(file.name)
         doc_id = relative.with_suffix("").as_posix()
         suffix = file.suffix.lower()
         if suffix == ".jsonl":
-            yield from _parse_jsonl(text, shown, doc_id)
-        elif suffix in (".md", ".markdown"):
-            yield _parse_md(text, shown, doc_id)
+            yield from _parse_jsonl(text, stored, doc_id, str(file))
+            continue
+        if suffix in (".md", ".markdown"):
+            article = _parse_md(text, stored, doc_id)
         elif suffix in (".html", ".htm"):
-            yield _parse_html(text, shown, doc_id)
+            article = _parse_html(text, stored, doc_id)
         else:
-            yield _parse_txt(text, shown, doc_id)
+            article = _parse_txt(text, stored, doc_id)
+        article.where = str(file)
+        yield article
 
 
 def load_passages(
@@ -623,8 +873,14 @@ def load_passages(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    counter = count_tokens or approximate_token_count
-    passages = [p for article in load_articles(paths) for p in _passages(article, max_tokens, counter)]
+    counter = _TokenCounter(count_tokens or approximate_token_count)
+    passages: list[Passage] = []
+    for article in load_articles(paths):
+        before = len(passages)
+        passages.extend(_passages(article, max_tokens, counter))
+        if len(passages) == before:
+            what = "markup, scripts or navigation only" if article.path.endswith((".html", ".htm")) else "no paragraphs"
+            warnings.warn(f"{article.where or article.path}: no text to index ({what}), skipped", stacklevel=2)
     if not passages:
         shown = ", ".join(str(p) for p in paths)
         raise InputError(f"no text found in {shown}; the files are empty or unreadable (see warnings above)")

@@ -25,3 +25,7 @@ class ModelNotFoundError(QAError):
 
 class DiskFullError(QAError, OSError):
     """The disk filled up while writing an index; the write was undone and the previous index is intact."""
+
+
+class MissingDependencyError(QAError, ImportError):
+    """An optional package a feature needs is not installed (the message names the extra to install)."""

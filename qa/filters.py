@@ -22,6 +22,7 @@ from typing import Any
 
 from qa.documents import Source
 from qa.errors import InputError
+from qa.paths import normal_path, path_has_prefix
 
 _DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 
@@ -109,7 +110,7 @@ class Filters:
         doc_ids = _values(self.doc_id)
         if doc_ids is not None and source.doc_id not in doc_ids:
             return False
-        if self.path_prefix is not None and not _normal_path(source.path).startswith(_normal_path(self.path_prefix)):
+        if self.path_prefix is not None and not path_has_prefix(source.path, self.path_prefix):
             return False
         if self.date_from is not None or self.date_to is not None:
             date = parse_date(source.date)
@@ -140,7 +141,4 @@ def as_filters(value: Filters | Mapping[str, Any] | None) -> Filters | None:
 
 def _normal_path(path: str) -> str:
     # "./seeds/x.txt" and "seeds/x.txt" name the same file; compare without the "./".
-    path = path.replace("\\", "/")
-    while path.startswith("./"):
-        path = path[2:]
-    return path
+    return normal_path(path)

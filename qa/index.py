@@ -38,6 +38,7 @@ from qa.documents import load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, embed_passages, embedder_for_index, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError
 from qa.lexical import LEXICAL_RECIPE, build_lexical
+from qa.paths import source_path
 from qa.store import Store, uses_milvus
 from qa.stores.faiss.ann import (
     AUTO_FLAT_MAX,
@@ -242,7 +243,7 @@ def build_faiss_index(
             passages,
             vectors,
             embedder,
-            manifest={"sources": [str(p) for p in paths]},
+            manifest={"sources": [source_path(p) for p in paths]},
             index_type=index_type or "auto",
             lexical=build_lexical(passages),
             sentences=sentences,

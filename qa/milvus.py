@@ -36,6 +36,7 @@ from qa.api import IndexAPI
 from qa.documents import load_passages
 from qa.embedding import DEFAULT_MODEL, Embedder, embedder_for_index, get_embedder
 from qa.errors import IndexLoadError, InputError, ModelMismatchError
+from qa.paths import source_path
 from qa.stores.milvus.filters import filter_expression, literal
 from qa.stores.milvus.schema import (
     CACHE_SIZE,
@@ -239,7 +240,7 @@ def build_milvus_index(
         index = MilvusIndex(client, parsed, embedder, manifest, consistency_level=level)
         with index.writing():
             # The manifest goes last: a build that dies before it leaves collections load refuses.
-            index._sync([], passages, [str(p) for p in paths], None, progress, batch_size, {})
+            index._sync([], passages, [source_path(p) for p in paths], None, progress, batch_size, {})
         if len(passages) >= FLUSH_MIN_ROWS:
             index.flush()
         return index

@@ -18,7 +18,7 @@ reorder the top ``rerank_top`` hits of any mode.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -57,6 +57,43 @@ class Hit:
     text: str
     passage_id: str
     source: Source
+
+    def __repr__(self) -> str:
+        from qa.display import hit_repr
+
+        return hit_repr(self)
+
+    def _repr_html_(self) -> str:
+        from qa.display import hit_html
+
+        return hit_html(self)
+
+
+class Hits(list[Hit]):
+    """The hits of one search, best first: a plain ``list`` that also shows itself in Jupyter.
+
+    Attributes:
+        query: the query searched for ("" when unknown); its words are marked in the HTML view.
+    """
+
+    def __init__(self, hits: Iterable[Hit] = (), query: str = "") -> None:
+        super().__init__(hits)
+        self.query = query
+
+    def _repr_html_(self) -> str:
+        from qa.display import hits_html
+
+        return hits_html(self, self.query or None)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame, one row per hit (rank, score, text, passage_id and the source's fields).
+
+        Raises:
+            MissingDependencyError: pandas is not installed (``pip install pandas``).
+        """
+        from qa.display import hits_dataframe
+
+        return hits_dataframe(self)
 
 
 class Searchable(Store, Protocol):
@@ -125,7 +162,7 @@ def search(
     reranker: Reranker | None = None,
     rerank_top: int = RERANK_TOP,
     **knobs: Any,
-) -> list[list[Hit]]:
+) -> list[Hits]:
     """Rank the index's passages for each query.
 
     Args:
@@ -146,10 +183,10 @@ def search(
     if mode in LEXICAL_MODES and index.lexical_unavailable is not None:
         raise InputError(f"mode {mode!r} is not available here: {index.lexical_unavailable}")
     if not queries or not len(index):
-        return [[] for _ in queries]
+        return [Hits(query=q) for q in queries]
     rows = index.select_rows(as_filters(filters))
     if rows is not None and not len(rows):
-        return [[] for _ in queries]
+        return [Hits(query=q) for q in queries]
     fetch = max(k, rerank_top) if reranker is not None else k
     if mode == "dense":
         scores, found = index.dense_search(index.embed_queries(queries), fetch, rows, **knobs)
@@ -166,7 +203,7 @@ def search(
     results = [_hits(index, s, r) for s, r in ranked]
     if reranker is not None:
         results = [_rerank(reranker, q, hits)[:k] for q, hits in zip(queries, results, strict=True)]
-    return [hits[:k] for hits in results]
+    return [Hits(hits[:k], query=q) for q, hits in zip(queries, results, strict=True)]
 
 
 def _fused(

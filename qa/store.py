@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from qa.documents import Passage
     from qa.embedding import Embedder
     from qa.filters import Filters
-    from qa.retrieval import Hit
+    from qa.retrieval import Hits
     from qa.updates import UpdateReport
 
 __all__ = ["MILVUS_LITE_SUFFIX", "MILVUS_SCHEMES", "Store", "is_milvus_target", "normalise_url", "uses_milvus"]
@@ -77,7 +77,7 @@ class Store(Protocol):
 
     def search(
         self, query: str, k: int = 5, *, mode: str | None = None, filters: Filters | None = None, **options: Any
-    ) -> list[Hit]:
+    ) -> Hits:
         """The ``k`` passages that best match ``query``."""
         ...
 
@@ -89,7 +89,7 @@ class Store(Protocol):
         mode: str | None = None,
         filters: Filters | None = None,
         **options: Any,
-    ) -> list[list[Hit]]:
+    ) -> list[Hits]:
         """`search` for many queries at once."""
         ...
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from qa.documents import Passage, Source
+from qa.paths import names_path
 
 
 def passage_key(passage_id: str) -> int:
@@ -106,11 +106,8 @@ def plan_update(held: Sequence[Passage], wanted: Sequence[Passage]) -> UpdatePla
 
 def names_document(target: str, source: Source) -> bool:
     """Whether ``target`` (a doc id, a file path, or a folder above the file) names this source's document."""
-    if target == source.doc_id:
-        return True
-    given = Path(target).resolve()
-    path = Path(source.path).resolve()
-    return path == given or given in path.parents
+    # Stored paths are absolute (qa.paths), so a relative or absolute target matches from any cwd.
+    return target == source.doc_id or names_path(target, source.path)
 
 
 def report(old: Sequence[Passage], new: Sequence[Passage], embedded: int, total: int | None = None) -> UpdateReport:

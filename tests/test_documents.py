@@ -207,7 +207,8 @@ def test_folder_is_recursive_and_skips_hidden_and_other_files(tmp_path: Path) ->
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "h.txt").write_text("T\n\nHidden.\n", encoding="utf-8")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
-    passages = load_passages(tmp_path)
+    with pytest.warns(UserWarning, match=r"\.git: hidden folder, skipped"):
+        passages = load_passages(tmp_path)
     assert [p.text for p in passages] == ["Nested text."]
     assert passages[0].source.doc_id == "deep/er/n"
 
@@ -240,11 +241,15 @@ def test_only_unreadable_files_is_an_error(tmp_path: Path) -> None:
         load_passages(tmp_path)
 
 
-def test_bad_jsonl_names_the_line(tmp_path: Path) -> None:
+def test_bad_jsonl_line_is_skipped_with_a_warning_naming_the_line(tmp_path: Path) -> None:
     f = tmp_path / "bad.jsonl"
-    f.write_text('{"text": "ok"}\n{"title": "no text"}\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"bad.jsonl:2"):
-        load_passages(f)
+    f.write_text('{"text": "ok"}\n{"title": "no text"}\n{not json\n', encoding="utf-8")
+    with pytest.warns(UserWarning) as caught:
+        passages = load_passages(f)
+    assert [p.text for p in passages] == ["ok"]
+    messages = [str(w.message) for w in caught]
+    assert any("bad.jsonl:2" in m and '"text"' in m for m in messages)
+    assert any("bad.jsonl:3" in m and "not valid JSON" in m for m in messages)
 
 
 def test_sentence_splitter_respects_abbreviations_and_initials() -> None:

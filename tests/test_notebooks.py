@@ -115,6 +115,24 @@ def test_quickstart_highlights_the_answer(runs: dict[str, tuple[Any, Any]]) -> N
     assert any("Azerbaijan" in m or "Hajiyev" in m for m in marked), f"highlighted: {marked}"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_shows_hits_and_answers_through_the_library_html(
+    runs: dict[str, tuple[Any, Any]], name: str
+) -> None:
+    """No helper of the notebook's own: hit tables and answers are qa.display's HTML (`_repr_html_`)."""
+    nb, outcome = runs[name]
+    if isinstance(outcome, BaseException):
+        pytest.skip(f"{name}.ipynb did not run (see test_notebook_runs_without_errors)")
+    shown = [out["data"]["text/html"] for out in _outputs(nb) if 'class="qa-result"' in out.get("data", {}).get(
+        "text/html", "")]
+    hit_tables = [h for h in shown if "passages for <b>" in h]
+    answers = [h for h in shown if "</b> → " in h]
+    assert hit_tables and answers, f"{name}.ipynb: {len(hit_tables)} hit tables, {len(answers)} answers from qa"
+    assert all("<mark" in h for h in answers if "no answer found" not in h)
+    sources = "".join(c.source for c in nb.cells)
+    assert "<mark>" not in sources and "<table>" not in sources, "the notebook builds its own HTML again"
+
+
 def test_a_failing_cell_fails_the_run(runs: dict[str, tuple[Any, Any]]) -> None:
     _, outcome = runs[BROKEN]
     assert isinstance(outcome, CellExecutionError), f"expected the broken notebook to fail, got {outcome!r}"

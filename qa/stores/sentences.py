@@ -55,13 +55,16 @@ class SentenceVectors:
             blocks.append([p.text[a:b] for a, b in spans] if len(spans) > 1 else [])
         fresh = list(dict.fromkeys(t for b in blocks if isinstance(b, list) for t in b))
         encoded = embedder.encode(fresh, batch_size=batch_size, progress=progress) if fresh else np.zeros((0, dim))
+        # float16 now, not after gathering: the gathered copies are the biggest arrays of a large build.
+        encoded = encoded.astype(np.float16)
         at = {t: i for i, t in enumerate(fresh)}
         parts = [
             encoded[[at[t] for t in b]].reshape(-1, dim) if isinstance(b, list) else b.reshape(-1, dim) for b in blocks
         ]
         offsets = np.zeros(len(passages) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(x) for x in parts])
-        vectors = np.concatenate(parts).astype(np.float16) if parts else np.zeros((0, dim), dtype=np.float16)
+        empty = np.zeros((0, dim), dtype=np.float16)
+        vectors = np.concatenate(parts).astype(np.float16, copy=False) if parts else empty
         return cls(offsets, vectors)
 
     def by_text(self, passages: Sequence[Passage]) -> dict[str, np.ndarray]:

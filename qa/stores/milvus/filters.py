@@ -11,6 +11,7 @@ from typing import Any
 
 from qa.errors import InputError
 from qa.filters import Filters, as_filters, parse_date
+from qa.paths import prefix_forms
 
 
 def literal(value: str) -> str:
@@ -88,11 +89,14 @@ def filter_expression(filters: Filters | Mapping[str, Any] | None) -> str:
     if filters.path_prefix is not None:
         # A range, not LIKE: "_" and "%" are wildcards in LIKE and file names are full of "_".
         # VARCHARs compare bytewise, and UTF-8 byte order is code point order.
-        prefix = normal_path(filters.path_prefix)
-        if prefix:
+        # As typed and absolute (qa.paths.prefix_forms): stored paths are absolute, older ones relative.
+        ranges = []
+        for prefix in prefix_forms(filters.path_prefix):
             upper = successor(prefix)
             bound = f" and path_key < {literal(upper)}" if upper is not None else ""
-            parts.append(f"(path_key >= {literal(prefix)}{bound})")
+            ranges.append(f"(path_key >= {literal(prefix)}{bound})")
+        if ranges:
+            parts.append(f"({' or '.join(ranges)})")
     start, end = parse_date(filters.date_from), parse_date(filters.date_to)
     if start is not None or end is not None:
         # date_key is "" when the source has no readable date, and "" sorts before every date.
