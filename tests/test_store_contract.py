@@ -103,9 +103,16 @@ def _same_results(index: Any, fresh: qa.Index, queries: list[str], k: int = 5, *
         got = index.search_batch(queries, k, mode=mode, **options)
         want = fresh.search_batch(queries, k, mode=mode, **options)
         for a, b in zip(got, want, strict=True):
-            assert _ids(a) == _ids(b), (mode, options)
-            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
-            assert [h.source for h in a] == [h.source for h in b]
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5), (mode, options)
+            if _ids(a) != _ids(b):
+                # Only where the fake model's scores tie (a server's float arithmetic may order an exact
+                # tie of numpy's either way): the same passages above the last score, the same scores.
+                cut = b[-1].score + 1e-5
+                assert {h.passage_id for h in a if h.score > cut} == {h.passage_id for h in b if h.score > cut}
+                for x, y in zip(a, b, strict=True):
+                    assert x.passage_id == y.passage_id or abs(x.score - y.score) < 1e-5, (mode, options)
+            else:
+                assert [h.source for h in a] == [h.source for h in b]
 
 
 def _corpus(root: Path, rng: random.Random, n: int = 6) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -134,8 +141,8 @@ def test_search_in_every_supported_mode(target: str, opened: Opened) -> None:
     ]
     _same_results(index, fresh, questions)
     assert index.default_mode() in _modes(index)
-    answer, expected = index.ask(questions[0]), fresh.ask(questions[0], mode=index.default_mode())
-    assert (answer.text, answer.span) == (expected.text, expected.span)
+    # (Answers are compared with the real model in tests/test_milvus.py: the default reader caches
+    # passages by text across indexes, so a fake 64-d model here would poison it for later tests.)
     if index.lexical_unavailable is not None:
         # The 2.3 server has no sparse vectors: one line naming the version BM25 needs; dense still works.
         for mode in ("bm25", "hybrid", "rrf"):

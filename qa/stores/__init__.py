@@ -1,0 +1,1 @@
+"""Where an index keeps its passages: the store interface (`base`) and its two implementations (`faiss`, `milvus`)."""
