@@ -1098,7 +1098,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         help="for a .jsonl: index these files or folders first (in memory, or into --index) and ask over them",
     )
     sub.add_argument(
-        "--backend", choices=("onnx-int8", "onnx", "torch"), help="embedding backend (default: the library's)"
+        "--backend", choices=("onnx", "onnx-int8", "torch"), help="embedding backend (default: the library's)"
     )
     sub.add_argument("--no-cache", action="store_true", help="build the eval index in memory, never save it")
     sub.add_argument("--json", action="store_true", help="print the report as one JSON object")
