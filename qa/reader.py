@@ -514,9 +514,31 @@ def _tree_distance(p: _Passage, a: int, b: int) -> int:
 # --------------------------------------------------------------------------- the feature reader
 
 
+def _import_spacy_without_torch() -> Any:
+    """``import spacy`` without letting thinc import torch.
+
+    thinc imports torch whenever it is installed, only to offer torch layers that the small
+    English pipeline never uses; that import is most of a fresh ``qa ask``'s start-up. With
+    torch hidden for the length of the import, thinc records it as absent; torch itself stays
+    importable afterwards for whoever needs it.
+    """
+    import sys
+
+    if "torch" in sys.modules or "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError meanwhile
+    try:
+        import spacy
+    finally:
+        del sys.modules["torch"]
+    return spacy
+
+
 @lru_cache(maxsize=1)
 def _nlp() -> Any:
-    import spacy
+    spacy = _import_spacy_without_torch()
 
     try:
         return spacy.load(SPACY_MODEL)
