@@ -124,7 +124,7 @@ def test_cli_index_backend_flag(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads((folder / "manifest.json").read_text())["model"]["backend"] == "onnx"
 
 
-def test_an_onnx_index_searches_without_torch(tmp_path: Path) -> None:
+def test_an_onnx_index_searches_and_answers_without_torch(tmp_path: Path) -> None:
     import qa
 
     folder = tmp_path / "idx"
@@ -134,12 +134,14 @@ def test_an_onnx_index_searches_without_torch(tmp_path: Path) -> None:
         f"index = qa.load_index({str(folder)!r})\n"
         f"hits = index.search({QUESTION!r}, k=3)\n"
         "assert hits and hits[0].source.title, hits\n"
-        "print('torch' in sys.modules, len(hits))\n"
+        "searched = 'torch' in sys.modules\n"
+        f"answer = index.ask({QUESTION!r})\n"
+        "print(searched, 'torch' in sys.modules, len(hits), answer.text is not None)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "3"], out.stdout
+    assert out.stdout.split() == ["False", "False", "3", "True"], out.stdout
 
 
 def test_unsafe_model_folders_are_refused(tmp_path: Path) -> None:
