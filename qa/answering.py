@@ -210,9 +210,10 @@ def expected_type(question: str) -> str | None:
     return None
 
 
-def fits_type(text: str, kind: str | None) -> bool:
+def fits_type(text: str, kind: str | None, question: str = "") -> bool:
     """Whether ``text`` can be an answer of ``kind`` (see `expected_type`): a number holds a digit or
-    a number word, a date a digit or a calendar word, a name a capitalised word."""
+    a number word, a date a digit or a calendar word, a name a capitalised word that ``question``
+    does not already name ("Turkey-Israel relations" names nobody new for "who mediated Turkey-Israel?")."""
     if kind is None:
         return True
     words = re.findall(r"[^\W_]+", text)
@@ -221,7 +222,8 @@ def fits_type(text: str, kind: str | None) -> bool:
         return any(ch.isdigit() for ch in text) or bool(lower & _NUMBER_WORDS)
     if kind == "date":
         return any(ch.isdigit() for ch in text) or bool(lower & _DATE_WORDS)
-    return any(w[0].isupper() for w in words)
+    asked = {w.lower() for w in re.findall(r"[^\W_]+", question)}
+    return any(w[0].isupper() and w.lower() not in asked for w in words)
 
 
 def coverage(question_terms: set[str], text: str) -> float:
@@ -384,7 +386,7 @@ def read(
     if scored:
         # The best answer is the model's; the others must at least be the kind of thing asked for.
         kind = expected_type(question)
-        scored = [scored[0], *(pair for pair in scored[1:] if fits_type(pair[1].text, kind))]
+        scored = [scored[0], *(pair for pair in scored[1:] if fits_type(pair[1].text, kind, question))]
     scored = scored[: ALTERNATIVES + 1]
     if not scored:
         return Answer(question, None, 0.0, None, hits)

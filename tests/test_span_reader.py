@@ -135,6 +135,11 @@ def test_search_returns_no_paragraph_twice(seed_index) -> None:  # type: ignore[
     assert len({(h.source.doc_id, h.source.paragraph) for h in windows}) < len(windows)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13, open: with the LightGBM reader (still the default) Nail Olpak edges out Hikmet Hajiyev "
+    "(0.13 each) for the first alternative; strict, so this fails loudly once a better reader fixes it",
+)
 def test_seed_mediator_answer_and_the_other_as_first_alternative(seed_index) -> None:  # type: ignore[no-untyped-def]
     answer = seed_index.ask(QUESTION)
     assert answer.text in ("Azerbaijan", "Hikmet Hajiyev"), answer
