@@ -85,6 +85,9 @@ class OnnxEmbedder:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
                 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                # No busy-waiting between calls: idle threads spinning on 2 cores starve whatever
+                # else runs in the process (a torch model, a web server) and on the machine.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 try:
                     self._sessions[threads] = ort.InferenceSession(
                         str(state["folder"] / "model.onnx"), options, providers=["CPUExecutionProvider"]
