@@ -13,7 +13,6 @@ second pass through the model.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -223,7 +222,3 @@ def _pool_sentences(
         result[j] = states[:n][inside].mean(axis=0) if inside.any() else fallback
     return _unit(result)
 
-
-def read_export_manifest(folder: Path) -> dict[str, Any]:
-    """The ``export.json`` of an export folder (for tools that inspect the cache)."""
-    return dict(json.loads((folder / "export.json").read_text(encoding="utf-8")))

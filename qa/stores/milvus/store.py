@@ -310,22 +310,7 @@ class MilvusStore(MilvusLexical, MilvusWriter):
 
     def _scan(self, fields: Sequence[str], expression: str = "") -> Iterator[dict[str, Any]]:
         """Every row matching ``expression`` (all rows by default), in pages."""
-        _quiet_iterator_warning()
-        iterator = self._client.query_iterator(
-            self.target.collection,
-            batch_size=WRITE_BATCH,
-            filter=expression,
-            output_fields=list(fields),
-            consistency_level=self.consistency_level,
-        )
-        try:
-            while True:
-                page = iterator.next()
-                if not page:
-                    return
-                yield from page
-        finally:
-            iterator.close()
+        return self._scan_collection(self.target.collection, fields, expression)
 
     # -- What this store can do --------------------------------------------
 
