@@ -55,7 +55,7 @@ def run(dataset_name: str, variants: Sequence[str], limit: int | None) -> dict[s
         dataset = load_scifact(find_data(SCIFACT_FILE, None), limit=limit)
     import tempfile
 
-    from qa.evaluation import _corpus_jsonl
+    from qa.evaluation.corpus import _corpus_jsonl
 
     rows = []
     built: dict[str, Any] = {}

@@ -29,7 +29,8 @@ os.environ.setdefault("QA_BATCH_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa import reader as R
-from qa.evaluation import exact_match, f1_score, normalize_answer
+from qa.evaluation import exact_match, f1_score
+from qa.text import normalize_answer
 
 PARAMS: dict[str, Any] = {
     "objective": "lambdarank",

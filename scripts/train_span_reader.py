@@ -47,7 +47,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.evaluation import SQUAD_FILE, _read_zip_member, exact_match, f1_score, find_data, load_squad
+from qa.evaluation import SQUAD_FILE, exact_match, f1_score, find_data, load_squad
+from qa.evaluation.datasets import _read_zip_member
 
 FORMAT_VERSION = 1
 MAX_ANSWER_TOKENS = 30

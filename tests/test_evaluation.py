@@ -10,7 +10,9 @@ import pytest
 
 from qa import evaluation as ev
 from qa.cli import main
+from qa.errors import InputError
 from qa.index import Index
+from qa.text import normalize_answer
 from tests.conftest import shared_data
 
 # ---------------------------------------------------------------------------
@@ -31,7 +33,7 @@ from tests.conftest import shared_data
     ],
 )
 def test_normalize_answer_matches_official_script(text: str, expected: str) -> None:
-    assert ev.normalize_answer(text) == expected
+    assert normalize_answer(text) == expected
 
 
 def test_exact_match_takes_the_best_gold() -> None:
@@ -191,7 +193,7 @@ def test_jsonl_questions_by_substring_and_id(fake_embedder, tmp_path: Path) -> N
 def test_bad_jsonl_line_is_an_input_error(tmp_path: Path) -> None:
     file = tmp_path / "q.jsonl"
     file.write_text('{"answers": []}\n', encoding="utf-8")
-    with pytest.raises(ev.InputError, match="question"):
+    with pytest.raises(InputError, match="question"):
         ev.load_questions(file)
 
 
@@ -204,8 +206,8 @@ def test_missing_data_file_exits_2_and_says_where(tmp_path: Path, capsys: pytest
 
 
 def test_default_data_lookup_names_the_places(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ev, "data_candidates", lambda name: [Path("/nowhere") / name])
-    with pytest.raises(ev.InputError, match=r"/nowhere/dev-v1.1.json.zip.*--data"):
+    monkeypatch.setattr(ev.datasets, "data_candidates", lambda name: [Path("/nowhere") / name])
+    with pytest.raises(InputError, match=r"/nowhere/dev-v1.1.json.zip.*--data"):
         ev.find_data(ev.SQUAD_FILE, None)
 
 
