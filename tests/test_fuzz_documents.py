@@ -28,11 +28,11 @@ from qa.documents import (
     DEFAULT_MAX_TOKENS,
     MAX_CHARS_PER_TOKEN,
     Passage,
-    _parse_html,
     approximate_token_count,
     load_passages,
 )
 from qa.errors import QAError
+from qa.parsers import parse_html
 
 settings.register_profile(
     "default",
@@ -168,7 +168,7 @@ def html_pages(draw: st.DrawFn) -> str:
 @FUZZ
 @given(html_pages(), st.booleans())
 def test_html_offsets_slice_the_extracted_text(page: str, bom: bool) -> None:
-    article = _parse_html(("\ufeff" if bom else "") + page, "/x/a.html", "a")
+    article = parse_html(("\ufeff" if bom else "") + page, "/x/a.html", "a")
     # The contract (qa.documents.Source): blocks' text joined by blank lines.
     assert article.text == "\n\n".join(article.text[a:b] for a, b in article.paragraphs)
     with _file("a.html", page.encode("utf-8")) as path:

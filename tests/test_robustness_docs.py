@@ -15,13 +15,13 @@ from qa.documents import (
     DEFAULT_MAX_TOKENS,
     MAX_CHARS_PER_TOKEN,
     Passage,
-    _parse_html,
     approximate_token_count,
     load_passages,
 )
 from qa.errors import InputError
 from qa.filters import Filters
 from qa.index import build_index, load_index
+from qa.parsers import parse_html
 from tests.conftest import SEED, HashEmbedder
 
 
@@ -89,7 +89,7 @@ TAG_SOUP = [
 def _blocks(root: object) -> list[tuple[str, str, bool]]:
     from lxml import etree
 
-    from qa.documents import _HTMLText
+    from qa.parsers import _HTMLText
 
     collector = _HTMLText()
     for event, element in etree.iterwalk(root, events=("start", "end")):
@@ -112,7 +112,7 @@ def test_html_blocks_match_the_html5_reference_parser(page: str) -> None:
     """lxml's parser (fast) gives the blocks html5lib (the HTML standard's algorithm, slow) gives."""
     import html5lib
 
-    from qa.documents import _html_events, _HTMLText
+    from qa.parsers import _html_events, _HTMLText
 
     ours = _HTMLText()
     _html_events(page, ours)
@@ -135,7 +135,7 @@ def test_html_keeps_scoping_metadata_and_its_offset_contract() -> None:
     <meta property="article:published_time" content="2025-01-21T08:00:00Z"></head>
     <body><nav><p>Home<p>World</nav><article><h1>Storm hits coast<p>Winds reached 150 km/h.
     <h2>Damage</h2><p>Roofs were torn off.<li>Power cut</article><footer><p>(c) Daily Planet</footer></body></html>"""
-    article = _parse_html(page, "/x/storm.html", "storm")
+    article = parse_html(page, "/x/storm.html", "storm")
     assert article.title == "Storm hits coast"
     assert (article.publisher, article.section, article.date) == ("Daily Planet", "Weather", "2025-01-21T08:00:00Z")
     texts = [article.text[a:b] for a, b in article.paragraphs]
