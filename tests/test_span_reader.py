@@ -92,8 +92,33 @@ def test_artefact_is_small_matches_its_checksum_and_loads_without_pickle(
         raise AssertionError("torch.load (pickle) was called")
 
     monkeypatch.setattr(torch, "load", no_pickle)
+    # An empty cache: the reader is built from safetensors and exported to ONNX again here.
+    monkeypatch.setenv("QA_CACHE_DIR", str(tmp_path / "cache"))
     reader = SpanReader().load()
     assert reader.read(QUESTION, _seed_paragraphs()[:6], top_n=1)
+    assert list((tmp_path / "cache" / "onnx").glob("span-reader-*/model.onnx"))
+
+
+def test_the_onnx_export_agrees_with_the_torch_model() -> None:
+    import numpy as np
+    import torch
+
+    from qa.span_reader import load_torch_model
+
+    loaded = SpanReader().load()._get()
+    model, _ = load_torch_model()
+    passages = _seed_paragraphs()[:4]
+    for encoding in loaded.tokenizer.encode_batch([(QUESTION, p) for p in passages]):
+        feed = {
+            "input_ids": np.array([encoding.ids]),
+            "attention_mask": np.array([encoding.attention_mask]),
+            "token_type_ids": np.array([encoding.type_ids]),
+        }
+        starts, ends = loaded.session.run(["start_logits", "end_logits"], feed)
+        with torch.no_grad():
+            logits = model(**{name: torch.from_numpy(value) for name, value in feed.items()})
+        np.testing.assert_allclose(starts, logits.start_logits.numpy(), atol=2e-3)
+        np.testing.assert_allclose(ends, logits.end_logits.numpy(), atol=2e-3)
 
 
 def test_spans_on_three_seed_passages_match_stored_expectations() -> None:
