@@ -58,7 +58,7 @@ ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
 #: The inputs of `confidence`, in the order of `candidate_features`.
-FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank")
+FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank", "words")
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
     "weights": {
@@ -68,6 +68,7 @@ _FALLBACK_CALIBRATION: dict[str, Any] = {
         "coverage": 2.0,
         "sentence_coverage": 1.0,
         "passage_rank": 0.5,
+        "words": 0.0,
     },
     "bias": -7.0,
     "threshold": 0.3,
@@ -275,8 +276,8 @@ def candidate_features(
 ) -> list[tuple[Span, dict[str, float]]]:
     """The reader's spans over ``hits``, each with the inputs of `confidence` (`FEATURES`):
     the span's score, the cosine of the question and the span's passage, the best such cosine,
-    the share of the question's words in the span's passage and in its sentence, and the
-    passage's retrieval rank.
+    the share of the question's words in the span's passage and in its sentence, the
+    passage's retrieval rank, and the span's length in words.
 
     Spans the question already names are left out. An answer found in several passages comes
     back once per passage: which occurrence is the evidence is decided by `confidence`, which
@@ -319,6 +320,9 @@ def candidate_features(
             "sentence_coverage": coverage(asked, sentence),
             # 1 for the best-retrieved passage, 1/2 for the next, ...: retrieval's own vote.
             "passage_rank": 1.0 / (1 + s.passage_index),
+            # The span model likes long spans ("Azerbaijan, being Israel's and Turkey's ally");
+            # answers are short. The fit learns what length costs, in tenths of up to 20 words.
+            "words": min(len(s.text.split()), 20) / 10,
         }
         out.append((s, features))
     return out

@@ -347,7 +347,7 @@ class SpanReader:
             for i, j, logit, prob, null in _window_spans(
                 starts[row], ends[row], lo, hi, loaded.max_answer_tokens, n_best
             ):
-                a, b = int(w.offsets[i][0]), int(w.offsets[j][1])
+                a, b = _whole_words(passages[pi], int(w.offsets[i][0]), int(w.offsets[j][1]))
                 if b <= a:
                     continue
                 key = (a, b)
@@ -406,6 +406,24 @@ class SpanReader:
             if len(result) >= top_n:
                 break
         return result
+
+
+_JOINERS = "-‐‑"  # hyphens inside a compound name: "Begin-Sadat", "Turkey-Israel"
+
+
+def _whole_words(text: str, a: int, b: int) -> tuple[int, int]:
+    """Widen ``text[a:b]`` to whole words: word pieces can start or end a span inside a word or a
+    hyphenated compound ("Sadat Center" for "the Begin-Sadat Center"), which no answer does."""
+
+    def inside(i: int) -> bool:  # is text[i] part of the word that continues across position i?
+        return text[i].isalnum() or (text[i] in _JOINERS and 0 < i < len(text) - 1 and text[i - 1].isalnum()
+                                     and text[i + 1].isalnum())  # fmt: skip
+
+    while a > 0 and inside(a - 1):
+        a -= 1
+    while b < len(text) and inside(b):
+        b += 1
+    return a, b
 
 
 def _cut_question(tokenizer: Any, question: str) -> str:
