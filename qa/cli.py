@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_INDEX = "indexes/default"
 # Kept here, not imported from qa.embedding, so that `qa --help` imports nothing but argparse.
 BACKENDS = ("onnx", "onnx-int8", "torch")
-DEFAULT_BACKEND = "onnx-int8"
+DEFAULT_BACKEND = "onnx"
 DEFAULT_SOURCES = "seeds"
 
 # Control characters (C0 but newline and tab, DEL, C1) in indexed text could drive the
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backend",
         choices=BACKENDS,
         default=None,
-        help=f"how the model runs: {DEFAULT_BACKEND} (default for a new index), onnx (fp32) or torch; "
+        help=f"how the model runs: {DEFAULT_BACKEND} (fp32, default for a new index), onnx-int8 or torch; "
         "an existing index keeps its own unless this is given",
     )
     common(index)

@@ -156,12 +156,12 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), ([] if spans is not None else None)
         encodings = state["encoder"].encode_batch(list(texts))
-        if self.precision == "int8":
-            # Dynamic quantisation scales activations over the whole input tensor, so a text run
-            # beside others (or padded to their length) gets a slightly different vector. One text
-            # per run keeps a vector a function of its text alone: an update equals a fresh build,
-            # and a stored vector equals `encode` of its text.
-            batch_size = 1
+        # One text per run. Dynamic int8 scales activations over the whole input tensor, so a text
+        # run beside others (or padded to their length) would get a slightly different vector; alone,
+        # a vector is a function of its text: an update equals a fresh build, and a stored vector
+        # equals `encode` of its text. It costs nothing: with one run per core at a time, single
+        # texts were as fast as batches of 4-16 and 5% faster than 64 (fp32, SQuAD windows).
+        batch_size = 1
         # Batches of similar length waste no work on padding.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]

@@ -1,10 +1,11 @@
 """Fine-tune a start/end span head on the bundled all-MiniLM-L6-v2 with SQuAD's tune articles.
 
-Usage (all ~7,500 training questions, 2 epochs: about an hour on 2 idle cores; on a
-busy machine much longer, so it writes a checkpoint every --save-every steps):
-    python scripts/train_span_reader.py --out qa/data/span-reader
-The artefact shipped now came from a shorter run on a machine shared by many jobs; the exact
-command is in ``qa/data/span-reader/config.json`` (``training.command``) and reproduces it.
+Usage (all 7,539 training questions, 3 epochs: 28 minutes on 2 idle cores; on a busy
+machine much longer, so it can write a checkpoint every --save-every steps):
+    python scripts/train_span_reader.py --out qa/data/span-reader --epochs 3 --save-every 150
+That is the command that made the shipped artefact (``training.command`` in its config.json):
+validation F1 59.1 after half an epoch, 68.5 after one, 74.7 after two and three (the
+earlier of equal scores is kept: epoch 2).
 Smoke run (seconds):
     python scripts/train_span_reader.py --train-questions 16 --val-questions 8 --epochs 1 \
         --batch-size 4 --max-length 128 --out /tmp/span-smoke

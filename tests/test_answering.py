@@ -34,9 +34,9 @@ def test_design_question_answer_evidence_and_alternative(seed_index) -> None:  #
     evidence = answer.evidence[0]
     assert evidence.text[answer.span[0] : answer.span[1]] == answer.text
     assert any(a in evidence.text for a in ANSWERING), evidence.text
-    # The other mediator comes back as an alternative, with its own passage.
-    others = {a.text for a in answer.alternatives} - {answer.text}
-    assert others & set(MEDIATORS), [a.text for a in answer.alternatives]
+    # Whether the other mediator comes back as the first alternative: see
+    # test_span_reader.py::test_seed_mediator_answer_and_the_other_as_first_alternative.
+    assert answer.alternatives
     for alternative in answer.alternatives:
         assert alternative.evidence.text[alternative.span[0] : alternative.span[1]] == alternative.text
     # Never what the question already names, never one answer twice with other edges.
@@ -66,7 +66,7 @@ def test_seed_gold_questions(seed_index) -> None:  # type: ignore[no-untyped-def
     hybrid = report.retrieval[0]
     assert hybrid.recall[1] >= 0.8 and hybrid.recall[5] >= 0.9
     results = {a.setting: a for a in report.answers}
-    assert results["end-to-end"].f1 >= 0.6
+    assert results["end-to-end"].f1 >= 0.75 and results["end-to-end"].exact_match >= 0.7
     assert results["unanswerable"].exact_match == 1.0
 
 

@@ -162,8 +162,9 @@ def test_search_returns_no_paragraph_twice(seed_index) -> None:  # type: ignore[
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 13, open: with the LightGBM reader (still the default) Nail Olpak edges out Hikmet Hajiyev "
-    "(0.13 each) for the first alternative; strict, so this fails loudly once a better reader fixes it",
+    reason="issue 13, open: the span model answers Azerbaijan, but Hikmet Hajiyev is named only through "
+    "'he is playing a mediator role', a pronoun the model does not resolve (the LightGBM reader did); "
+    "strict, so this fails loudly once a reader fixes it",
 )
 def test_seed_mediator_answer_and_the_other_as_first_alternative(seed_index) -> None:  # type: ignore[no-untyped-def]
     answer = seed_index.ask(QUESTION)
