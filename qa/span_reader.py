@@ -390,16 +390,20 @@ class SpanReader:
         candidates.sort(key=lambda s: -s.probability)
         result: list[Span] = []
         seen: set[tuple[str, int]] = set()
+        sentences = [split_sentences(p) for p in passages]
         for s in candidates:
             text = passages[s.passage_index][s.start : s.end]
+            sentence = next(
+                ((a, b) for a, b in sentences[s.passage_index] if a <= s.start < b),
+                (0, len(passages[s.passage_index])),
+            )
+            # An answer sits inside one sentence ("1980. Today it employs ..." is two answers' worth).
+            if s.end > sentence[1]:
+                continue
             key = (normalize_answer(text) or text, s.passage_index if per_passage else -1)
             if key in seen:
                 continue
             seen.add(key)
-            sentence = next(
-                ((a, b) for a, b in split_sentences(passages[s.passage_index]) if a <= s.start < b),
-                (0, len(passages[s.passage_index])),
-            )
             result.append(
                 Span(text, s.start, s.end, float(min(1.0, max(0.0, s.probability))), s.passage_index, sentence)
             )

@@ -57,7 +57,7 @@ def test_a_vector_depends_on_its_text_alone(backend: str) -> None:
     from qa.embedding import get_embedder
 
     embedder = get_embedder(backend=backend)
-    texts = _seed_paragraphs() + ["A short one.", "Azerbaijan mediated between Turkey and Israel. " * 12]
+    texts = [*_seed_paragraphs(), "A short one.", "Azerbaijan mediated between Turkey and Israel. " * 12]
     together = embedder.encode(texts)
     alone = np.stack([embedder.encode([t])[0] for t in texts])
     reordered = embedder.encode(texts[::-1])[::-1]
