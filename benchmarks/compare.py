@@ -639,8 +639,8 @@ def show_memory(r: dict[str, Any]) -> str:
         f"{table(head, rows)}\n\nplain: faiss file + JSON list of texts (one vector per paragraph; qa splits long "
         "paragraphs into windows that fit the model).  \n"
         f"Peak RSS of a fresh process answering one question over the SQuAD index: qa ask {peak['qa']:.0f} MiB, "
-        f"plain script {peak['plain']:.0f} MiB (ratio {peak['qa'] / peak['plain']:.2f}; qa also loads spaCy and "
-        "the reader)."
+        f"plain script {peak['plain']:.0f} MiB (ratio {peak['qa'] / peak['plain']:.2f}; qa also loads "
+        "the span reader)."
     )
 
 

@@ -32,7 +32,7 @@ RUNS: dict[str, list[str]] = {
     ],
     "throughput": ["python", "benchmarks/compare.py", "throughput", "--json", "{out}"],
     "throughput_quiet": [
-        "python", "benchmarks/compare.py", "throughput", "--backends", "onnx,onnx-int8", "--runs", "2",
+        "python", "benchmarks/compare.py", "throughput", "--backends", "onnx,onnx-int8", "--runs", "3",
         "--json", "{out}",
     ],
     "latency": ["python", "benchmarks/compare.py", "latency", "--json", "{out}"],
