@@ -17,6 +17,7 @@ A low layer: imports only `qa.errors` and the standard library, so every store c
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -29,6 +30,12 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from qa.errors import DiskFullError, IndexLoadError, InputError
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes, read in blocks (model weights are tens of MB)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 #: A manifest is a few KB (one entry per file plus the source paths); anything far larger is not one.
 MAX_MANIFEST_BYTES = 64 << 20

@@ -114,7 +114,7 @@ class OnnxEmbedder:
         return {"precision": self.precision, "onnx_sha256": self._state["manifest"]["files"]["model.onnx"]["sha256"]}
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        vectors, _ = self._run(texts, None, batch_size=batch_size, progress=progress)
+        vectors, _ = self._run(texts, None, progress=progress)
         return vectors
 
     def encode_with_sentences(
@@ -139,7 +139,7 @@ class OnnxEmbedder:
         """
         if len(sentence_spans) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(sentence_spans)} lists of sentence spans")
-        vectors, sentences = self._run(texts, sentence_spans, batch_size=batch_size, progress=progress)
+        vectors, sentences = self._run(texts, sentence_spans, progress=progress)
         assert sentences is not None
         return vectors, sentences
 
@@ -148,7 +148,6 @@ class OnnxEmbedder:
         texts: Sequence[str],
         spans: Sequence[Sequence[tuple[int, int]]] | None,
         *,
-        batch_size: int,
         progress: bool,
     ) -> tuple[np.ndarray, list[np.ndarray] | None]:
         state = self._loaded()
@@ -156,34 +155,35 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, dim), dtype=np.float32), ([] if spans is not None else None)
         encodings = state["encoder"].encode_batch(list(texts))
-        # One text per run. Dynamic int8 scales activations over the whole input tensor, so a text
-        # run beside others (or padded to their length) would get a slightly different vector; alone,
-        # a vector is a function of its text: an update equals a fresh build, and a stored vector
-        # equals `encode` of its text. It costs nothing: with one run per core at a time, single
-        # texts were as fast as batches of 4-16 and 5% faster than 64 (fp32, SQuAD windows).
-        batch_size = 1
-        # Batches of similar length waste no work on padding.
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        batches = [order[start : start + batch_size] for start in range(0, len(texts), batch_size)]
-        # Several batches: one single-threaded run per core at a time, which keeps both cores
-        # busier than one run split across them (no waiting on each other inside every layer).
-        workers = min(self._batch_threads, len(batches))
+        # One text per run, never a padded batch. Dynamic int8 scales activations over the whole
+        # input tensor, so a text run beside others (or padded to their length) would get a slightly
+        # different vector; alone, a vector is a function of its text: an update equals a fresh
+        # build, and a stored vector equals `encode` of its text. It costs nothing: with one run per
+        # core at a time, single texts were as fast as batches of 4-16 and 5% faster than 64 (fp32,
+        # SQuAD windows). ``batch_size`` is the `Embedder` protocol's and has nothing to size here.
+        # Several texts: one single-threaded run per core at a time keeps both cores busier than one
+        # run split across them (no waiting on each other inside every layer).
+        workers = min(self._batch_threads, len(texts))
         session = self._session(1 if workers > 1 else self._query_threads if len(texts) <= 4 else self._batch_threads)
+        inputs = state["manifest"]["inputs"]
+        cls_pooling = state["manifest"]["pooling"] == "cls"
         out = np.zeros((len(texts), dim), dtype=np.float32)
         sentence_out: list[np.ndarray] | None = [np.zeros((0, dim), np.float32)] * len(texts) if spans else None
 
-        def run(rows: np.ndarray) -> int:
-            states, mask = self._forward(session, [encodings[r] for r in rows])
-            if state["manifest"]["pooling"] == "cls":
+        def run(row: int) -> None:
+            e = encodings[row]
+            mask = np.array([e.attention_mask], dtype=np.int64)
+            feed = {"input_ids": np.array([e.ids], dtype=np.int64), "attention_mask": mask,
+                    "token_type_ids": np.array([e.type_ids], dtype=np.int64)}  # fmt: skip
+            states = session.run(None, {name: feed[name] for name in inputs})[0]
+            if cls_pooling:
                 pooled = states[:, 0, :]
             else:
                 weights = mask[:, :, None].astype(np.float32)
                 pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-            out[rows] = _unit(pooled)
+            out[row] = _unit(pooled)[0]
             if spans and sentence_out is not None:
-                for i, r in enumerate(rows):
-                    sentence_out[r] = _pool_sentences(states[i], encodings[r].offsets, mask[i], spans[r], out[r])
-            return len(rows)
+                sentence_out[row] = _pool_sentences(states[0], e.offsets, mask[0], spans[row], out[row])
 
         bar = None
         if progress and len(texts) >= PROGRESS_MIN_TEXTS:
@@ -195,32 +195,18 @@ class OnnxEmbedder:
                 from concurrent.futures import ThreadPoolExecutor
 
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qa-embed") as pool:
-                    for done in pool.map(run, batches):
+                    for _ in pool.map(run, range(len(texts))):
                         if bar is not None:
-                            bar.update(done)
+                            bar.update(1)
             else:
-                for rows in batches:
-                    done = run(rows)
+                for row in range(len(texts)):
+                    run(row)
                     if bar is not None:
-                        bar.update(done)
+                        bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
         return out, sentence_out
-
-    def _forward(self, session: Any, encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Token states ``(n, width, dim)`` of a batch, padded to its longest text, and its mask."""
-        width = max(len(e.ids) for e in encodings)
-        ids = np.zeros((len(encodings), width), dtype=np.int64)
-        mask = np.zeros((len(encodings), width), dtype=np.int64)
-        types = np.zeros((len(encodings), width), dtype=np.int64)
-        for i, e in enumerate(encodings):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = e.attention_mask
-            types[i, : len(e.ids)] = e.type_ids
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        inputs = self._loaded()["manifest"]["inputs"]
-        return session.run(None, {name: feed[name] for name in inputs})[0], mask
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

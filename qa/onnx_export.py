@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import ModelNotFoundError
+from qa.integrity import sha256_file
 
 CACHE_ENV = "QA_CACHE_DIR"
 EXPORT_MANIFEST = "export.json"
@@ -41,13 +42,6 @@ def cache_dir() -> Path:
     root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "qa")
     return Path(root)
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_fingerprint(model_path: Path) -> str:
@@ -74,7 +68,7 @@ def model_fingerprint(model_path: Path) -> str:
         key = f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
         file_hash = memo.get(key)
         if not isinstance(file_hash, str):
-            file_hash = memo[key] = _sha256(file)
+            file_hash = memo[key] = sha256_file(file)
             changed = True
         digest.update(relative.encode("utf-8") + b"\0" + file_hash.encode("ascii") + b"\n")
     if changed:
@@ -95,7 +89,9 @@ def _verified(folder: Path) -> dict[str, Any] | None:
             return None
         for name, expected in manifest["files"].items():
             file = folder / name
-            if not file.is_file() or file.stat().st_size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+            if not file.is_file() or file.stat().st_size != expected["bytes"]:
+                return None
+            if sha256_file(file) != expected["sha256"]:
                 return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -175,7 +171,7 @@ def write_export_manifest(out: Path, manifest: dict[str, Any]) -> None:
     """Record ``model.onnx`` and ``tokenizer.json`` with their checksums: the last step of an export."""
     manifest["recipe"] = EXPORT_RECIPE
     manifest["files"] = {
-        name: {"sha256": _sha256(out / name), "bytes": (out / name).stat().st_size}
+        name: {"sha256": sha256_file(out / name), "bytes": (out / name).stat().st_size}
         for name in ("model.onnx", "tokenizer.json")
     }
     manifest["id"] = uuid.uuid4().hex

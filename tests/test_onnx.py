@@ -89,6 +89,7 @@ def test_sentence_vectors_come_from_the_same_pass() -> None:
 def test_a_damaged_export_is_detected_and_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from qa import onnx_export
     from qa.embedding import resolve_model_path
+    from qa.integrity import sha256_file
 
     model = resolve_model_path("all-MiniLM-L6-v2")
     fingerprint = onnx_export.model_fingerprint(model)
@@ -104,7 +105,7 @@ def test_a_damaged_export_is_detected_and_rebuilt(tmp_path: Path, monkeypatch: p
     assert onnx_export._verified(folder) is None
     rebuilt, again = onnx_export.ensure_export(model, "int8", fingerprint=fingerprint)
     assert rebuilt == folder and onnx_export._verified(folder) is not None
-    assert again["files"]["model.onnx"]["sha256"] == onnx_export._sha256(folder / "model.onnx")
+    assert again["files"]["model.onnx"]["sha256"] == sha256_file(folder / "model.onnx")
     assert again["id"] != manifest["id"]  # really re-made, not the damaged file accepted
     assert len(again["files"]["model.onnx"]["sha256"]) == len(good)
     (folder / "export.json").unlink()  # a half-written export (no manifest) is redone too

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import InputError
+from qa.integrity import sha256_file
 
 RECALL_KS = (1, 5, 10, 20)
 SCIFACT_RECALL_KS = (1, 5, 10, 20, 100)
@@ -85,13 +85,6 @@ def unit_key(doc_id: str, paragraph: int | None = None) -> str:
     """The label of a judged unit: ``doc_id#paragraph`` for paragraphs, ``doc_id`` for documents."""
     return doc_id if paragraph is None else f"{doc_id}#{paragraph}"
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _clean(text: str) -> str:
@@ -161,7 +154,7 @@ def load_squad(
         articles=tuple(articles),
         unit="paragraph",
         data_path=str(file),
-        data_sha256=_sha256(file),
+        data_sha256=sha256_file(file),
         description=f"SQuAD v1.1 dev, split {split}",
     )
 
@@ -225,7 +218,7 @@ def load_scifact(path: str | Path, *, limit: int | None = None, limit_docs: int 
         unit="document",
         recall_ks=SCIFACT_RECALL_KS,
         data_path=str(file),
-        data_sha256=_sha256(file),
+        data_sha256=sha256_file(file),
         description="BEIR SciFact test (300 claims, 339 qrels)",
     )
 
@@ -272,7 +265,7 @@ def load_questions(path: str | Path, *, limit: int | None = None) -> Dataset:
         articles=None,
         unit="paragraph",
         data_path=str(file),
-        data_sha256=_sha256(file),
+        data_sha256=sha256_file(file),
         description=f"questions from {file.name}",
         gold_is_unit_key=False,
     )

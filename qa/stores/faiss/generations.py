@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -40,6 +39,7 @@ from qa import integrity
 from qa._version import __version__
 from qa.documents import Passage, Source
 from qa.errors import IndexLoadError, InputError, QAError
+from qa.integrity import sha256_file
 from qa.lexical import LEXICAL_RECIPE
 from qa.stores.faiss.ann import build_ann, load_faiss
 from qa.stores.sentences import SentenceVectors
@@ -108,13 +108,6 @@ def pause() -> None:
     if delay:
         time.sleep(float(delay))
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -248,7 +241,7 @@ def write_generation(folder: Path, model: dict[str, Any], sources: list[str], st
         for name in names:
             file = gen_dir / name
             _fsync_file(file)
-            files[f"{generation}/{name}"] = {"sha256": _sha256(file), "bytes": file.stat().st_size}
+            files[f"{generation}/{name}"] = {"sha256": sha256_file(file), "bytes": file.stat().st_size}
         if lexical is not None:
             fsync_dir(gen_dir / LEXICAL_DIR)
         fsync_dir(gen_dir)
@@ -367,7 +360,7 @@ def read_generation(folder: Path, manifest: dict[str, Any], check_model: Any) ->
         if not (folder / generation).exists():
             raise FileNotFoundError(folder / generation)  # a writer may have replaced it: the caller retries
         size = integrity.regular_file(folder, relative, rebuild).st_size
-        if size != expected["bytes"] or _sha256(file) != expected["sha256"]:
+        if size != expected["bytes"] or sha256_file(file) != expected["sha256"]:
             raise IndexLoadError(f"{file} does not match its checksum in {MANIFEST}: the index is corrupted; {rebuild}")
     check_model(model_info)
     gen_dir = folder / generation
