@@ -170,7 +170,7 @@ def qa_index_from(vectors: np.ndarray, texts: Sequence[str]) -> Any:
 # Indexing throughput
 
 
-BACKENDS = ("onnx", "onnx-int8", "torch")
+BACKENDS = ("openvino-bf16", "onnx", "onnx-int8", "torch")
 
 
 def bench_throughput(n: int, runs: int, backends: Sequence[str] = BACKENDS) -> dict[str, Any]:

@@ -6,7 +6,7 @@ an fp32 (``onnx``) index with int8 query vectors: what mixing precisions would c
 which `qa` refuses to do silently.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding_quality.py --dataset squad \\
-        --variants onnx-int8,onnx-int8/separate,onnx,mixed --json benchmarks/results/embedding_quality_squad.json
+        --variants openvino-bf16,onnx-int8,onnx-int8/separate,onnx,mixed --json benchmarks/results/embedding_quality_squad.json
 
 Variants: ``BACKEND`` (one forward pass gives passage and sentence vectors),
 ``BACKEND/separate`` (sentences embedded as texts of their own, as before issue 11).
@@ -105,7 +105,7 @@ def show(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=("squad", "scifact"), default="squad")
-    parser.add_argument("--variants", default="onnx-int8,onnx-int8/separate,onnx,mixed")
+    parser.add_argument("--variants", default="openvino-bf16,onnx-int8,onnx-int8/separate,onnx,mixed")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ RUNS: dict[str, list[str]] = {
     ],
     "throughput": ["python", "benchmarks/compare.py", "throughput", "--json", "{out}"],
     "throughput_quiet": [
-        "python", "benchmarks/compare.py", "throughput", "--backends", "onnx,onnx-int8", "--runs", "3",
+        "python", "benchmarks/compare.py", "throughput", "--backends", "openvino-bf16,onnx,onnx-int8", "--runs", "3",
         "--json", "{out}",
     ],
     "latency": ["python", "benchmarks/compare.py", "latency", "--json", "{out}"],
@@ -48,7 +48,7 @@ README_START = "<!-- results: written by benchmarks/make_results.py; do not edit
 README_END = "<!-- end of results -->"
 SPEED = {
     "throughput": "Indexing throughput (SQuAD paragraphs), every backend",
-    "throughput_quiet": "Indexing throughput, ONNX backends only, on a quiet machine",
+    "throughput_quiet": "Indexing throughput, the torch-free backends only, on a quiet machine",
     "latency": "Warm query latency (embed the query + search + hits)",
     "coldstart": "Cold start (a fresh process answers one question)",
     "memory": "Index bytes per passage",

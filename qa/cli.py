@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa._version import __version__
+from qa.backends import BACKENDS, DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     from qa.answering import Answer
@@ -28,9 +29,6 @@ if TYPE_CHECKING:
     from qa.store import Store
 
 DEFAULT_INDEX = "indexes/default"
-# Kept here, not imported from qa.embedding, so that `qa --help` imports nothing but argparse.
-BACKENDS = ("onnx", "onnx-int8", "torch")
-DEFAULT_BACKEND = "onnx"
 DEFAULT_SOURCES = "seeds"
 
 # Control characters (C0 but newline and tab, DEL, C1) in indexed text could drive the
@@ -80,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "--backend",
         choices=BACKENDS,
         default=None,
-        help=f"how the model runs: {DEFAULT_BACKEND} (fp32, default for a new index), onnx-int8 or torch; "
+        help=f"how the model runs: {', '.join(BACKENDS)} (default for a new index: {DEFAULT_BACKEND}); "
         "an existing index keeps its own unless this is given",
     )
     common(index)

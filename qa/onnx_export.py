@@ -10,6 +10,10 @@ Why not optimum / ``SentenceTransformer(backend="onnx")``: the only optimum-onnx
 on the registries (0.1.0) requires transformers < 4.58, which sentence-transformers 6
 cannot run with. ``torch.onnx.export`` is what optimum wraps; quantisation is
 onnxruntime's own ``quantize_dynamic``, the tool optimum's ORTQuantizer calls.
+
+Three precisions: ``fp32`` and ``int8`` are graphs fused by ONNX Runtime's transformer
+optimiser (operators only ONNX Runtime runs); ``bf16`` is the plain exported graph, which
+OpenVINO reads and runs in bfloat16 on CPUs that have it (`qa.onnx_embedding`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ CACHE_ENV = "QA_CACHE_DIR"
 EXPORT_MANIFEST = "export.json"
 #: Bumped when the export recipe changes, so old exports are redone rather than trusted.
 EXPORT_RECIPE = 2
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("fp32", "int8", "bf16")
 _lock = threading.Lock()
 
 
@@ -41,7 +45,6 @@ def cache_dir() -> Path:
     """Where exports are kept: ``$QA_CACHE_DIR`` or ``~/.cache/qa``."""
     root = os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "qa")
     return Path(root)
-
 
 
 def model_fingerprint(model_path: Path) -> str:
@@ -103,7 +106,8 @@ def ensure_export(model_path: Path, precision: str, *, fingerprint: str | None =
 
     Args:
         model_path: a local sentence-transformers folder.
-        precision: ``fp32`` or ``int8`` (dynamic quantisation of the fp32 export).
+        precision: ``fp32``, ``int8`` (dynamic quantisation of the fp32 export) or ``bf16``
+            (the unfused graph, for OpenVINO; the weights stay fp32 on disk).
         fingerprint: `model_fingerprint` of ``model_path`` when the caller has it.
 
     Returns:
@@ -126,7 +130,8 @@ def _ensure_unlocked(model_path: Path, precision: str, fingerprint: str) -> tupl
             source, _ = _ensure_unlocked(model_path, "fp32", fingerprint)
             _quantize(source, staging, fingerprint)
         else:
-            _export(model_path, staging, fingerprint)
+            # OpenVINO does its own fusions, and cannot read ONNX Runtime's fused operators.
+            _export(model_path, staging, fingerprint, precision=precision, fuse=precision == "fp32")
 
     return _cached(f"{fingerprint[:24]}-{precision}", make)
 
@@ -205,7 +210,7 @@ def _quantize(source: Path, out: Path, fingerprint: str) -> None:
     write_export_manifest(out, {**manifest, "precision": "int8", "model_fingerprint": fingerprint})
 
 
-def _export(model_path: Path, out: Path, fingerprint: str) -> None:
+def _export(model_path: Path, out: Path, fingerprint: str, *, precision: str = "fp32", fuse: bool = True) -> None:
     import warnings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -263,13 +268,17 @@ def _export(model_path: Path, out: Path, fingerprint: str) -> None:
             _Encoder(), tuple(sample[n] for n in names), str(out / "raw.onnx"), input_names=names,
             output_names=["token_states"], dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
-    fused = fuse_transformer(out / "raw.onnx", out / "model.onnx", auto.config)
-    (out / "raw.onnx").unlink(missing_ok=True)
+    if fuse:
+        fused = fuse_transformer(out / "raw.onnx", out / "model.onnx", auto.config)
+        (out / "raw.onnx").unlink(missing_ok=True)
+    else:
+        fused = {}
+        os.replace(out / "raw.onnx", out / "model.onnx")
     write_export_manifest(out, {
         "recipe": EXPORT_RECIPE,
         "model_path": str(model_path),
         "model_fingerprint": fingerprint,
-        "precision": "fp32",
+        "precision": precision,
         "inputs": names,
         "pooling": mode,
         "max_seq_length": int(st.max_seq_length or 512),

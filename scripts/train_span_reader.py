@@ -154,6 +154,22 @@ def featurize(tokenizer: Any, examples: Sequence[Example], max_length: int, stri
     return features
 
 
+def _distractors(examples: Sequence[Example], share: float, rng: random.Random) -> list[Example]:
+    """For a seeded ``share`` of ``examples``: the question with another paragraph of its article, no answer."""
+    paragraphs: dict[int, list[str]] = {}
+    for e in examples:
+        known = paragraphs.setdefault(e.article, [])
+        if e.context not in known:
+            known.append(e.context)
+    out = []
+    for e in examples:
+        # Not a paragraph that also holds the answer: that would teach "not here" where it is.
+        others = [c for c in paragraphs[e.article] if c != e.context and not any(a in c for a in e.answers)]
+        if others and rng.random() < share:
+            out.append(Example(e.qid, e.article, e.question, rng.choice(others), -1, "", e.answers))
+    return out
+
+
 def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
@@ -265,6 +281,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--freeze-layers", type=int, default=0, help="also freeze the lowest N transformer layers (less to compute)"
     )
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="train in fp32 (about 2x slower here)")
+    parser.add_argument(
+        "--distractors",
+        type=float,
+        default=0.0,
+        help="share of training questions also paired with another paragraph of their article, labelled no-answer",
+    )
     parser.add_argument("--val-articles", type=int, default=3, help="tune articles held out of training for validation")
     parser.add_argument("--train-questions", type=int, help="train on a seeded sample of N training questions")
     parser.add_argument("--val-questions", type=int, help="validate on only the first N validation questions")
@@ -318,10 +340,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # answer is in the windows that hold it: keep a seeded share of the others to save time.
     keep_rng = random.Random(args.seed)
     train_f = [f for f in train_f if f["start"] > 0 or keep_rng.random() < args.negatives]
+    # A question read against a neighbouring paragraph of its article (what retrieval also hands
+    # the reader) teaches the head to say "not here" by what the text says, so a span's
+    # probability against the null option means the same in every passage read.
+    distractors = _distractors(train, args.distractors, random.Random(args.seed + 1))
+    train_f += featurize(tokenizer, distractors, args.max_length, args.stride)
     val_f = featurize(tokenizer, val, args.max_length, args.stride)
     print(
         f"data {data}: {len(train)} training questions ({len(train_f)} windows) from "
-        f"{len(tune_articles) - len(val_articles)} tune articles; validation {len(val)} questions from "
+        f"{len(tune_articles) - len(val_articles)} tune articles (+{len(distractors)} distractor paragraphs); "
+        f"validation {len(val)} questions from "
         + ", ".join(titles[a] for a in sorted(val_articles)),
         flush=True,
     )
@@ -383,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "weight_decay": args.weight_decay,
                 "batch_size": args.batch_size,
                 "negatives": args.negatives,
+                "distractors": args.distractors,
+                "distractor_paragraphs": len(distractors),
                 "freeze_layers": args.freeze_layers,
                 "bf16": args.bf16,
                 "threads": args.threads,

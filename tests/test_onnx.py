@@ -48,7 +48,21 @@ def test_onnx_int8_stays_close_to_torch(torch_vectors: np.ndarray) -> None:
     assert cosines.min() >= 0.97, cosines
 
 
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_openvino_bf16_agrees_with_fp32(torch_vectors: np.ndarray) -> None:
+    """bfloat16 keeps fp32's exponent: its vectors are fp32's to rounding, unlike int8's."""
+    from qa.embedding import get_embedder
+
+    embedder = get_embedder(backend="openvino-bf16")
+    vectors = embedder.encode(_seed_paragraphs())
+    assert vectors.dtype == np.float32 and vectors.shape == torch_vectors.shape
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * torch_vectors).sum(axis=1).min() >= 0.999
+    fp32 = get_embedder(backend="onnx").encode(_seed_paragraphs())
+    assert (vectors * fp32).sum(axis=1).min() >= 0.9999
+    assert embedder.export_info()["precision"] == "bf16"
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino-bf16"])
 def test_a_vector_depends_on_its_text_alone(backend: str) -> None:
     """Whatever it is encoded with: so an update equals a fresh build, and a stored vector equals `encode`.
 
@@ -61,7 +75,7 @@ def test_a_vector_depends_on_its_text_alone(backend: str) -> None:
     together = embedder.encode(texts)
     alone = np.stack([embedder.encode([t])[0] for t in texts])
     reordered = embedder.encode(texts[::-1])[::-1]
-    tolerance = 0 if backend == "onnx-int8" else 1e-5  # fp32 padding moves the last bits only
+    tolerance = 0 if backend == "onnx-int8" else 1e-5  # float runs may move the last bits only
     np.testing.assert_allclose(together, reordered, rtol=0, atol=tolerance)
     np.testing.assert_allclose(together, alone, rtol=0, atol=tolerance)
 
@@ -129,6 +143,13 @@ def test_the_manifest_records_the_backend_and_queries_use_it(tmp_path: Path) -> 
     qa.build_index([SEED], fp32, progress=False, embedding_backend="onnx")
     hits = qa.load_index(fp32, embedding_backend="torch").search(QUESTION, k=3, mode="dense")
     assert hits[0].source.paragraph == qa.load_index(fp32).search(QUESTION, k=3, mode="dense")[0].source.paragraph
+    # bf16 is close to fp32 but not the same numbers: explained, not mixed.
+    bf16 = tmp_path / "bf16"
+    qa.build_index([SEED], bf16, progress=False, embedding_backend="openvino-bf16")
+    assert json.loads((bf16 / "manifest.json").read_text())["model"]["precision"] == "bf16"
+    assert qa.load_index(bf16).embedder.backend == "openvino-bf16"  # type: ignore[attr-defined]
+    with pytest.raises(ModelMismatchError, match=r"openvino-bf16.*bf16.*onnx.*fp32.*--backend onnx"):
+        qa.load_index(bf16, embedding_backend="onnx")
 
 
 def test_cli_index_backend_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,11 +164,12 @@ def test_cli_index_backend_flag(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads((folder / "manifest.json").read_text())["model"]["backend"] == "onnx"
 
 
-def test_an_onnx_index_searches_and_answers_without_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["onnx-int8", "openvino-bf16"])
+def test_an_onnx_index_searches_and_answers_without_torch(tmp_path: Path, backend: str) -> None:
     import qa
 
     folder = tmp_path / "idx"
-    qa.build_index([SEED], folder, progress=False, embedding_backend="onnx-int8")
+    qa.build_index([SEED], folder, progress=False, embedding_backend=backend)
     # The span reader's one-time ONNX export (the only step that needs torch), as a machine's
     # first `qa ask` makes it; the cache is shared with the subprocess through $QA_CACHE_DIR.
     from qa.span_reader import ensure_span_export
@@ -160,12 +182,12 @@ def test_an_onnx_index_searches_and_answers_without_torch(tmp_path: Path) -> Non
         "assert hits and hits[0].source.title, hits\n"
         "searched = 'torch' in sys.modules\n"
         f"answer = index.ask({QUESTION!r})\n"
-        "print(searched, 'torch' in sys.modules, len(hits), answer.text is not None)\n"
+        "print(searched, 'torch' in sys.modules, len(hits), answer.text is not None, index.embedder.backend)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "False", "3", "True"], out.stdout
+    assert out.stdout.split() == ["False", "False", "3", "True", backend], out.stdout
 
 
 def test_unsafe_model_folders_are_refused(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from qa.backends import BACKENDS
 from qa.errors import InputError
 from qa.evaluation.corpus import default_index_dir, eval_index
 from qa.evaluation.datasets import SCIFACT_FILE, SPLITS, SQUAD_FILE, find_data, load_questions, load_scifact, load_squad
@@ -49,9 +50,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         action="append",
         help="for a .jsonl: index these files or folders first (in memory, or into --index) and ask over them",
     )
-    sub.add_argument(
-        "--backend", choices=("onnx", "onnx-int8", "torch"), help="embedding backend (default: the library's)"
-    )
+    sub.add_argument("--backend", choices=BACKENDS, help="embedding backend (default: the library's)")
     sub.add_argument("--no-cache", action="store_true", help="build the eval index in memory, never save it")
     sub.add_argument("--json", action="store_true", help="print the report as one JSON object")
     sub.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
