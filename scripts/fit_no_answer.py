@@ -9,8 +9,7 @@ Unanswerable ones: the same questions with their own article removed from the
 results (the corpus then holds no answer). A logistic regression maps each
 candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
 share of the question's words in the passage and in the answer's sentence) to
-P(answer right, F1 >= 0.5), and a one-feature refit maps a question's best candidate to the
-F1 it earns (the confidence users read); the threshold is set by SQuAD 2.0's F1 on that 50/50 mix (an answerable
+P(answer right, F1 >= 0.5); the threshold is set by SQuAD 2.0's F1 on that 50/50 mix (an answerable
 question scores the F1 of the answer given, or 0 if withheld; an unanswerable one scores 1
 if withheld, else 0): the lowest threshold within one standard error of the best, since the
 curve is flat there and answering more costs nothing measurable. Held-out articles are never read.
@@ -89,15 +88,7 @@ def main() -> int:
         if group not in top or z[i] > z[top[group]]:
             top[group] = i
     best_rows = [i for (_, answerable), i in top.items() if answerable]
-    # Against the F1 of the answer, not F1 >= 0.5: `qa eval`'s reliability table and calibration
-    # error score an answer by its F1, so a half-right answer is worth half (a soft label, written
-    # as a positive row weighted F1 and a negative one weighted 1 - F1).
-    best_f1 = np.array([f1s[i] for i in best_rows])
-    recal = LogisticRegression(C=1e6).fit(
-        np.concatenate([z[best_rows], z[best_rows]])[:, None],
-        np.concatenate([np.ones(len(best_rows)), np.zeros(len(best_rows))]),
-        sample_weight=np.concatenate([best_f1, 1.0 - best_f1]),
-    )
+    recal = LogisticRegression(C=1e6).fit(z[best_rows, None], y[best_rows])
     scale, shift = float(recal.coef_[0][0]), float(recal.intercept_[0])
     probabilities = 1.0 / (1.0 + np.exp(-(scale * z + shift)))
 
