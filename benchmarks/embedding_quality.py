@@ -6,7 +6,8 @@ an fp32 (``onnx``) index with int8 query vectors: what mixing precisions would c
 which `qa` refuses to do silently.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/embedding_quality.py --dataset squad \\
-        --variants openvino-bf16,onnx-int8,onnx-int8/separate,onnx,mixed --json benchmarks/results/embedding_quality_squad.json
+        --variants openvino-bf16,onnx-int8,onnx-int8/separate,onnx,mixed \\
+        --json benchmarks/results/embedding_quality_squad.json
 
 Variants: ``BACKEND`` (one forward pass gives passage and sentence vectors),
 ``BACKEND/separate`` (sentences embedded as texts of their own, as before issue 11).

@@ -15,7 +15,7 @@ README "Embedding backends" has the measurements behind the default.
 """
 
 BACKENDS = ("openvino-bf16", "onnx", "onnx-int8", "torch")
-DEFAULT_BACKEND = "onnx"
+DEFAULT_BACKEND = "openvino-bf16"
 #: The numbers each backend computes with. Backends of one precision give the same vectors (to
 #: float rounding) and may query each other's indexes; others are refused, never mixed silently.
 PRECISION = {"openvino-bf16": "bf16", "onnx": "fp32", "onnx-int8": "int8", "torch": "fp32"}
