@@ -34,6 +34,35 @@ def _training_script():  # type: ignore[no-untyped-def]
     return module
 
 
+def test_distractor_paragraphs_are_labelled_no_answer() -> None:
+    """A question read against another paragraph of its article: never one holding its answer."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    script = _training_script()
+    Example = script.Example
+    paragraphs = _seed_paragraphs()
+    aide = next(p for p in paragraphs if "aide Hikmet Hajiyev" in p)
+    other = next(p for p in paragraphs if "Hajiyev" not in p and "Ankara" not in p)
+    examples = [
+        Example("q0", 0, "What is it about?", other, 0, other.split()[0], (other.split()[0],)),
+        Example("q1", 0, "Who is Aliyev's aide?", aide, aide.index("Hikmet"), "Hikmet Hajiyev", ("Hikmet Hajiyev",)),
+        Example("q2", 0, "Where did Hajiyev go?", aide, aide.index("Ankara"), "Ankara", ("Ankara",)),
+        Example("q3", 1, "Alone in its article?", "A lone paragraph.", 2, "lone", ("lone",)),
+    ]  # fmt: skip
+    distractors = script._distractors(examples, 1.0, random.Random(0))
+    assert [d.qid for d in distractors] == ["q0", "q1", "q2"]  # q3's article has no other paragraph
+    for d in distractors:
+        own = next(e for e in examples if e.qid == d.qid)
+        assert d.article == own.article and d.context != own.context and d.context in paragraphs
+        assert not any(a in d.context for a in d.answers) and d.answer_start == -1
+    assert script._distractors(examples, 0.0, random.Random(0)) == []
+    tokenizer = AutoTokenizer.from_pretrained(str(script.base_model_dir()))
+    windows = script.featurize(tokenizer, distractors, 96, 32)
+    assert windows and all(w["start"] == w["end"] == 0 for w in windows)
+
+
 def test_training_smoke_run_loss_falls(tmp_path: Path) -> None:
     data = shared_data("dev-v1.1.json.zip")
     script = _training_script()
