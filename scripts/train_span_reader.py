@@ -123,6 +123,8 @@ def base_model_dir() -> Path:
 
 def featurize(tokenizer: Any, examples: Sequence[Example], max_length: int, stride: int) -> list[dict[str, Any]]:
     """Windows of question + context; each labelled with the answer's token span, or (0, 0) if cut off."""
+    if not examples:
+        return []
     enc = tokenizer(
         [e.question for e in examples],
         [e.context for e in examples],
