@@ -47,7 +47,7 @@ README = ROOT / "README.md"
 README_START = "<!-- results: written by benchmarks/make_results.py; do not edit by hand -->"
 README_END = "<!-- end of results -->"
 SPEED = {
-    "throughput": "Indexing throughput (SQuAD paragraphs), every backend",
+    "throughput": "Indexing throughput (SQuAD paragraphs) with torch too: one run, from before openvino-bf16 existed",
     "throughput_quiet": "Indexing throughput, the torch-free backends only, on a quiet machine",
     "latency": "Warm query latency (embed the query + search + hits)",
     "coldstart": "Cold start (a fresh process answers one question)",
