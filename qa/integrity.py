@@ -37,6 +37,7 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
+
 #: A manifest is a few KB (one entry per file plus the source paths); anything far larger is not one.
 MAX_MANIFEST_BYTES = 64 << 20
 #: Bounds on the numbers a manifest may hold (far above any real index, far below overflow).

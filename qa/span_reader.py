@@ -50,7 +50,6 @@ MAX_QUESTION_TOKENS = 64
 _RETRAIN = "re-create it with: python scripts/train_span_reader.py --out qa/data/span-reader"
 
 
-
 def read_config(folder: str | Path = ARTEFACT_DIR) -> dict[str, Any]:
     """The artefact's ``config.json`` (settings, checksums, training record).
 

@@ -86,7 +86,6 @@ def unit_key(doc_id: str, paragraph: int | None = None) -> str:
     return doc_id if paragraph is None else f"{doc_id}#{paragraph}"
 
 
-
 def _clean(text: str) -> str:
     """One line of text: a paragraph must not contain the blank line that separates paragraphs."""
     return " ".join(text.split())

@@ -109,7 +109,6 @@ def pause() -> None:
         time.sleep(float(delay))
 
 
-
 def _fsync_file(path: Path) -> None:
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
