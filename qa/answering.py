@@ -9,7 +9,9 @@ retrieval scores, means the same thing in every mode and every corpus) and how m
 of the question's words the passage and the answer's sentence contain ("What currency
 does Azerbaijan use?" over an article that never says "currency"). A logistic model
 of these (`confidence`, fitted by ``scripts/fit_no_answer.py``) gives the confidence;
-below its threshold `Answer.text` is None.
+below its threshold `Answer.text` is None. There is one model for passages found by a search
+(`answer`) and one for passages the caller hands over (`read`): a paragraph handed over is
+taken to be about the question, so a weak match with it is less of a sign that it is silent.
 
 Alternatives are other spans of the kind of answer the question asks for (a name for
 "who", a date for "when", a number for "how many"), never one the question already names.
@@ -118,33 +120,54 @@ class Answer:
         return answer_html(self)
 
 
+#: Where the passages read come from, each with its own fitted confidence: ``retrieved`` by a
+#: search of a corpus that may not hold the answer (`answer`), or ``given`` by a caller who hands
+#: over the passages to read (`read`). A weak question–passage match is evidence against an answer
+#: found by search; in a paragraph handed over to be read, what the reader finds in it counts more.
+SETTINGS = ("retrieved", "given")
+
+
 @functools.lru_cache(maxsize=1)
-def _calibration() -> dict[str, Any]:
+def _calibrations() -> dict[str, dict[str, Any]]:
     if CALIBRATION_FILE.exists():
         data: dict[str, Any] = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8"))
         if set(data.get("weights", {})) == set(FEATURES):
-            return data
-    return _FALLBACK_CALIBRATION
+            given = data.get("given", {})
+            return {"retrieved": data, "given": given if set(given.get("weights", {})) == set(FEATURES) else data}
+    return {"retrieved": _FALLBACK_CALIBRATION, "given": _FALLBACK_CALIBRATION}
 
 
-def confidence(features: Mapping[str, float]) -> float:
-    """P(answer right) from a candidate's `FEATURES` (see `candidate_features`).
+def _calibration(setting: str) -> dict[str, Any]:
+    if setting not in SETTINGS:
+        from qa.errors import InputError
 
-    A logistic model fitted by ``scripts/fit_no_answer.py`` on SQuAD tune articles
-    only (those the span reader was not trained on), with unanswerable questions made by
-    removing the question's article from the corpus, then rescaled so that a question's
-    most confident answer is right about as often as its confidence says.
+        raise InputError(f"unknown setting {setting!r}; choose one of {', '.join(SETTINGS)}")
+    return _calibrations()[setting]
+
+
+def confidence(features: Mapping[str, float], setting: str = "retrieved") -> float:
+    """P(answer right) from a candidate's `FEATURES` (see `candidate_features`), in ``setting`` (`SETTINGS`).
+
+    A logistic model per setting, fitted by ``scripts/fit_no_answer.py`` on SQuAD tune articles
+    only, each question read by a span reader that was not trained on its article (cross-fitting).
+    ``retrieved``: half the questions are asked with their article removed from the corpus.
+    ``given``: half are handed the best-retrieved paragraph of another article instead of their own.
+    Then rescaled so that a question's most confident answer is right about as often as its
+    confidence says.
+
+    Raises:
+        InputError: an unknown ``setting``.
     """
-    cal = _calibration()
+    cal = _calibration(setting)
     z = cal["bias"] + sum(weight * features[name] for name, weight in cal["weights"].items())
     # Recalibrated for the best candidate of a question (see scripts/fit_no_answer.py).
     z = cal.get("scale", 1.0) * z + cal.get("shift", 0.0)
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
-def no_answer_threshold() -> float:
-    """Answers less confident than this are withheld (`Answer.text` is None)."""
-    return float(_calibration()["threshold"])
+def no_answer_threshold(setting: str = "retrieved") -> float:
+    """Answers less confident than this are withheld (`Answer.text` is None) in ``setting`` (`SETTINGS`)."""
+    return float(_calibration(setting)["threshold"])
 
 
 # Question words say what kind of answer is wanted, not what the passage must mention.
@@ -237,7 +260,15 @@ def answer(
     """
     hits = index.search(question, k=k, mode=mode, **search_options)
     known = stored_embeddings(index, question, hits[:READ_PASSAGES])
-    return read(question, hits, reader=reader, embedder=index.embedder, known=known, min_confidence=min_confidence)
+    return read(
+        question,
+        hits,
+        reader=reader,
+        embedder=index.embedder,
+        known=known,
+        min_confidence=min_confidence,
+        setting="retrieved",
+    )
 
 
 def stored_embeddings(index: Store, question: str, hits: Sequence[Hit]) -> Embeddings:
@@ -337,6 +368,7 @@ def read(
     passages: int = READ_PASSAGES,
     known: Embeddings | None = None,
     min_confidence: float | None = None,
+    setting: str = "given",
 ) -> Answer:
     """Answer ``question`` from given passages (no retrieval), e.g. to judge the reader alone.
 
@@ -348,16 +380,20 @@ def read(
         passages: how many of ``hits`` to read.
         known: the question's and the read passages' vectors, if the caller has them.
         min_confidence: withhold answers less confident than this (`Answer.text` None); by
-            default `no_answer_threshold`, fitted for a corpus that holds the answer to half the
-            questions asked. 0 always answers when there is any candidate.
+            default ``no_answer_threshold(setting)``, fitted for passages that hold the answer
+            half the time. 0 always answers when there is any candidate.
+        setting: ``given`` (the default) for passages handed over to be read, ``retrieved`` for
+            the results of a search (as `answer` reads them): which fitted confidence to use
+            (see `SETTINGS`).
 
     Raises:
-        InputError: ``min_confidence`` outside [0, 1].
+        InputError: ``min_confidence`` outside [0, 1], or an unknown ``setting``.
     """
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
         from qa.errors import InputError
 
         raise InputError(f"min_confidence must be in [0, 1], got {min_confidence}")
+    threshold = no_answer_threshold(setting) if min_confidence is None else min_confidence
     question = question.strip()
     hits = tuple(hits)
     if not hits:
@@ -369,7 +405,7 @@ def read(
     # Best first; an answer met in several passages keeps its most confident occurrence, and a
     # span overlapping a better one in the same passage ("crises" inside "crises between them")
     # is that answer with other edges, not another answer.
-    for c, s in sorted(((confidence(f), s) for s, f in candidates), key=lambda pair: -pair[0]):
+    for c, s in sorted(((confidence(f, setting), s) for s, f in candidates), key=lambda pair: -pair[0]):
         key = normalize_answer(s.text) or s.text
         overlaps = any(t.passage_index == s.passage_index and t.start < s.end and s.start < t.end for _, t in scored)
         if key not in seen and not overlaps:
@@ -388,7 +424,7 @@ def read(
     alternatives = tuple(
         Alternative(s.text, round(c, 4), (s.start, s.end), read_hits[s.passage_index]) for c, s in scored
     )
-    if best_confidence < (no_answer_threshold() if min_confidence is None else min_confidence):
+    if best_confidence < threshold:
         return Answer(question, None, round(best_confidence, 4), None, evidence, alternatives)
     alternatives = alternatives[1:]
     return Answer(question, best.text, round(best_confidence, 4), (best.start, best.end), evidence, alternatives)

@@ -1,23 +1,34 @@
-"""Fit `qa.answering.confidence` and the no-answer threshold on SQuAD *tune* articles.
+"""Fit `qa.answering.confidence` and its no-answer thresholds on SQuAD *tune* articles.
 
-Answerable questions: tune questions searched over all 2,067 paragraphs. With
-``--span-reader-validation``, only the questions of the span reader's validation articles
-(``validation_articles`` in ``qa/data/span-reader/config.json``): that reader was trained on
-the other tune articles, and its scores on questions it was trained on are more confident
-than on new ones.
-Unanswerable ones: the same questions with their own article removed from the
-results (the corpus then holds no answer). A logistic regression maps each
-candidate's `qa.answering.FEATURES` (reader span score, question–passage cosines,
-share of the question's words in the passage and in the answer's sentence) to
-P(answer right, F1 >= 0.5); the threshold is set by SQuAD 2.0's F1 on that 50/50 mix (an answerable
-question scores the F1 of the answer given, or 0 if withheld; an unanswerable one scores 1
-if withheld, else 0): the lowest threshold within one standard error of the best, since the
-curve is flat there and answering more costs nothing measurable. Held-out articles are never read.
+One logistic model per setting of `qa.answering.SETTINGS`, each on a 50/50 mix of questions
+that can and cannot be answered from what the reader reads:
+
+* ``retrieved`` (`qa.answering.answer`): a tune question searched over all 2,067 paragraphs, and
+  the same question with its own article removed from the results (the corpus then holds no answer);
+* ``given`` (`qa.answering.read`): the question handed its own paragraph, and handed instead the
+  best-retrieved paragraph of another article (unanswerable in the same sense as above).
+
+Each question is read by a span reader that was not trained on its article. ``--folds`` takes
+readers trained with ``scripts/train_span_reader.py --fold K/N`` (cross-fitting: every tune
+article is out of fold for one of them), so the fit sees the confidence of a reader on new
+articles over all 38 tune articles; ``--span-reader-validation`` uses only the shipped reader's
+3 validation articles. A reader's scores on questions it was trained on are too confident.
+
+A logistic regression maps each candidate's `qa.answering.FEATURES` (reader span score,
+question–passage cosines, share of the question's words in the passage and in the answer's
+sentence, retrieval rank, length) to P(answer right, F1 >= 0.5); the threshold is set by SQuAD
+2.0's F1 on the mix (an answerable question scores the F1 of the answer given, or 0 if withheld;
+an unanswerable one scores 1 if withheld, else 0): the lowest threshold within one standard
+error of the best, since the curve is flat there and answering more costs nothing measurable.
+Held-out articles are never read.
 
 ``--features FILE`` keeps the candidates' features (JSON): a second run with the same
 file refits without reading the questions again.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python scripts/fit_no_answer.py --data ../shared/data/dev-v1.1.json.zip
+    HF_HUB_OFFLINE=1 .venv/bin/python scripts/fit_no_answer.py --questions 1600 \
+        --folds /tmp/span-fold0 /tmp/span-fold1 --features /tmp/fit-features.json
+(the fold readers: ``scripts/train_span_reader.py --out /tmp/span-fold0 --epochs 2 --distractors 0.5
+--fold 0/2 --evals-per-epoch 1``, and the same with 1/2; about 17 minutes each.)
 """
 
 from __future__ import annotations
@@ -29,15 +40,27 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answering import CALIBRATION_FILE, FEATURES, READ_PASSAGES, candidate_features, stored_embeddings  # noqa: E402
-from qa.evaluation import SQUAD_FILE, default_index_dir, eval_index, f1_score, find_data, load_squad  # noqa: E402
-from qa.span_reader import read_config  # noqa: E402
+from qa.answering import (  # noqa: E402
+    CALIBRATION_FILE,
+    FEATURES,
+    READ_PASSAGES,
+    SETTINGS,
+    candidate_features,
+    stored_embeddings,
+)
+from qa.evaluation import SQUAD_FILE, default_index_dir, eval_index, f1_score, find_data, load_squad, unit_key  # noqa: E402
+from qa.evaluation.runner import gold_hits, rows_by_unit  # noqa: E402
+from qa.span_reader import SpanReader, default_span_reader, read_config  # noqa: E402
+
+# Per setting: each candidate's features, its answer's F1, and (question number, answerable).
+Rows = tuple[list[list[float]], list[float], list[tuple[int, bool]]]
 
 
 def main() -> int:
@@ -50,31 +73,68 @@ def main() -> int:
         help="search only the sampled questions' articles and this many other tune articles (default: all 48); "
         "a cheaper index for a slow machine, with fewer distractors than qa eval's",
     )
-    parser.add_argument(
+    readers = parser.add_mutually_exclusive_group()
+    readers.add_argument(
+        "--folds",
+        nargs="+",
+        metavar="DIR",
+        help="span readers trained with train_span_reader.py --fold K/N: each reads the questions of its held-out fold",
+    )
+    readers.add_argument(
         "--span-reader-validation",
         action="store_true",
-        help="sample only the span reader's validation articles (what it was not trained on)",
+        help="sample only the shipped span reader's validation articles (what it was not trained on)",
     )
     parser.add_argument("--out", default=str(CALIBRATION_FILE))
     parser.add_argument("--features", metavar="FILE", help="cache of the candidates' features (read if present)")
     args = parser.parse_args()
 
-    from sklearn.linear_model import LogisticRegression
-
     cache = Path(args.features) if args.features else None
+    key = {"features": list(FEATURES), "questions": args.questions, "folds": args.folds or []}
     if cache is not None and cache.exists():
         saved = json.loads(cache.read_text(encoding="utf-8"))
-        if saved["features"] != list(FEATURES) or saved["questions"] != args.questions:
+        if {k: saved.get(k) for k in key} != key:
             raise SystemExit(f"{cache} holds other features or another sample; delete it to recompute")
-        rows, f1s, groups = saved["rows"], saved["f1"], [tuple(g) for g in saved["groups"]]
+        data = {s: (v["rows"], v["f1"], [tuple(g) for g in v["groups"]]) for s, v in saved["settings"].items()}
     else:
-        articles = set(read_config()["training"]["validation_articles"]) if args.span_reader_validation else None
-        rows, f1s, groups = collect(
-            str(find_data(SQUAD_FILE, args.data)), args.questions, articles, args.corpus_articles
+        data = collect(
+            str(find_data(SQUAD_FILE, args.data)),
+            args.questions,
+            plan_readers(args.folds, args.span_reader_validation),
+            args.corpus_articles,
         )
         if cache is not None:
-            payload = {"features": list(FEATURES), "questions": args.questions, "rows": rows, "f1": f1s}
-            cache.write_text(json.dumps({**payload, "groups": groups}), encoding="utf-8")
+            settings = {s: {"rows": r, "f1": f, "groups": g} for s, (r, f, g) in data.items()}
+            cache.write_text(json.dumps({**key, "settings": settings}), encoding="utf-8")
+    models = {}
+    for setting in SETTINGS:
+        print(f"{setting}:")
+        models[setting] = fit(*data[setting])
+    questions = len({g for g, _ in data["retrieved"][2]})
+    readers_used = (
+        f"{len(args.folds)} span readers (train_span_reader.py --fold K/{len(args.folds)}), "
+        "each on the tune articles it was not trained on"
+        if args.folds
+        else "the span reader, on its validation articles"
+        if args.span_reader_validation
+        else "the shipped span reader"
+    )
+    calibration = {
+        **models["retrieved"],
+        "given": models["given"],
+        "fitted_on": f"SQuAD v1.1 dev tune split, {questions} questions read by {readers_used}; "
+        "retrieved: x (answerable, own article removed); given: x (own paragraph, best one of another article)",
+        "command": "python scripts/fit_no_answer.py " + " ".join(sys.argv[1:]),
+    }
+    Path(args.out).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(calibration, indent=2))
+    return 0
+
+
+def fit(rows: list[list[float]], f1s: list[float], groups: list[tuple[int, bool]]) -> dict[str, Any]:
+    """The logistic model, its recalibration for a question's best candidate, and the threshold."""
+    from sklearn.linear_model import LogisticRegression
+
     labels = [int(f >= 0.5) for f in f1s]
     x, y = np.array(rows), np.array(labels)
     model = LogisticRegression(C=1.0).fit(x, y)
@@ -104,48 +164,52 @@ def main() -> int:
     utility = scores.mean(axis=1)
     # The curve is flat near its top; its argmax there is noise. The one-standard-error rule:
     # the lowest threshold (the one that answers most) within one standard error of the best.
-    top = int(np.argmax(utility))
-    standard_error = float(scores[top].std() / np.sqrt(scores.shape[1]))
-    threshold = float(thresholds[int(np.flatnonzero(utility >= utility[top] - standard_error)[0])])
-    print(f"best threshold {thresholds[top]}: SQuAD 2.0 F1 {utility[top]:.3f} ± {standard_error:.3f}")
+    peak = int(np.argmax(utility))
+    standard_error = float(scores[peak].std() / np.sqrt(scores.shape[1]))
+    threshold = float(thresholds[int(np.flatnonzero(utility >= utility[peak] - standard_error)[0])])
+    print(f"  best threshold {thresholds[peak]}: SQuAD 2.0 F1 {utility[peak]:.3f} ± {standard_error:.3f}")
     answered = [p >= threshold for (_, ok), (p, _) in best.items() if ok]
     rejected = [p < threshold for (_, ok), (p, _) in best.items() if not ok]
     chosen = float(utility[list(thresholds).index(threshold)])
     print(
-        f"threshold {threshold}: SQuAD 2.0 F1 {chosen:.3f} on the 50/50 tune mix; "
+        f"  threshold {threshold}: SQuAD 2.0 F1 {chosen:.3f} on the 50/50 tune mix; "
         f"answerable answered {np.mean(answered):.2f}, unanswerable rejected {np.mean(rejected):.2f}"
     )
-    calibration = {
+    return {
         "weights": dict(zip(FEATURES, map(float, model.coef_[0]), strict=True)),
         "bias": float(model.intercept_[0]),
         "scale": scale,
         "shift": shift,
         "threshold": threshold,
-        "fitted_on": "SQuAD v1.1 dev tune split"
-        + (" (span reader validation articles)" if args.span_reader_validation else "")
-        + ", "
-        f"{len({g for g, _ in groups})} questions x (answerable, own article removed)",
-        "command": "python scripts/fit_no_answer.py " + " ".join(sys.argv[1:]),
     }
-    Path(args.out).write_text(json.dumps(calibration, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(calibration, indent=2))
-    return 0
+
+
+def plan_readers(folds: list[str] | None, validation_only: bool) -> list[tuple[set[str] | None, SpanReader]]:
+    """(articles whose questions it reads, or None for all tune articles; the reader) pairs."""
+    if folds:
+        return [(set(read_config(f)["training"]["validation_articles"]), SpanReader(f)) for f in folds]
+    if validation_only:
+        return [(set(read_config()["training"]["validation_articles"]), default_span_reader())]
+    return [(None, default_span_reader())]
 
 
 def collect(
-    data: str, n: int, articles: set[str] | None = None, corpus_articles: int | None = None
-) -> tuple[list[list[float]], list[float], list[tuple[int, bool]]]:
-    """Features and answer F1 of every candidate, for ``n`` tune questions asked with and without their article.
-
-    ``articles``: sample only questions of these article titles (all tune articles when None).
-    """
+    data: str,
+    n: int,
+    readers: list[tuple[set[str] | None, SpanReader]],
+    corpus_articles: int | None = None,
+) -> dict[str, Rows]:
+    """Features and answer F1 of every candidate, per setting, for ``n`` tune questions split over ``readers``."""
     dataset = load_squad(data, split="tune")
-    pool = [q for q in dataset.questions if articles is None or q.gold[0].rsplit("#", 1)[0] in articles]
-    questions = random.Random(0).sample(pool, min(n, len(pool)))
+    sample: list[tuple[Any, SpanReader]] = []
+    for articles, reader in readers:
+        questions = [q for q in dataset.questions if articles is None or q.gold[0].rsplit("#", 1)[0] in articles]
+        picked = random.Random(0).sample(questions, min(n // len(readers), len(questions)))
+        sample += [(q, reader) for q in picked]
     if corpus_articles is None:
         index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
     else:
-        asked = {q.gold[0].rsplit("#", 1)[0] for q in questions}
+        asked = {q.gold[0].rsplit("#", 1)[0] for q, _ in sample}
         tune = {q.gold[0].rsplit("#", 1)[0] for q in dataset.questions}
         others = [a.doc_id for a in dataset.articles or () if a.doc_id in tune and a.doc_id not in asked]
         keep = asked | set(others[:corpus_articles])
@@ -153,24 +217,39 @@ def collect(
         index = eval_index(
             small, index_dir=default_index_dir(f"squad-fit-{len(keep)}", "all-MiniLM-L6-v2"), progress=True
         )
-    rows: list[list[float]] = []
-    f1s: list[float] = []
-    groups: list[tuple[int, bool]] = []  # (question number, answerable)
+    passages = list(index.passages)
+    vectors = index.vectors_of([p.passage_id for p in passages])
+    units = rows_by_unit(index, dataset.unit)
+    query_vectors = index.embed_queries([q.text for q, _ in sample])
+    out: dict[str, Rows] = {s: ([], [], []) for s in SETTINGS}
+
+    def add(setting: str, number: int, question: Any, answerable: bool, reader: SpanReader, **read: Any) -> None:
+        rows, f1s, groups = out[setting]
+        for span, features in candidate_features(question.text, reader=reader, **read):
+            rows.append([features[name] for name in FEATURES])
+            f1s.append(f1_score(span.text, question.answers) if answerable else 0.0)
+            groups.append((number, answerable))
+
     started = time.perf_counter()
-    for number, question in enumerate(questions):
+    for number, ((question, reader), query_vector) in enumerate(zip(sample, query_vectors, strict=True)):
         own_doc = question.gold[0].rsplit("#", 1)[0]
         hits = index.search(question.text, k=40)
         for answerable in (True, False):
             pool = hits if answerable else [h for h in hits if h.source.doc_id != own_doc]
             chosen = pool[:READ_PASSAGES]
             known = stored_embeddings(index, question.text, chosen)  # as Index.ask reads them
-            for span, features in candidate_features(question.text, chosen, known=known):
-                rows.append([features[name] for name in FEATURES])
-                f1s.append(f1_score(span.text, question.answers) if answerable else 0.0)
-                groups.append((number, answerable))
+            add("retrieved", number, question, answerable, reader, hits=chosen, known=known)
+        # Handed a paragraph: its own, or (no answer, as above: the answer's article is not there)
+        # the best-retrieved paragraph of another article; read as `qa.evaluation`'s given-paragraph
+        # setting reads one: all its windows, embedded afresh.
+        own = question.gold[0]
+        elsewhere = [unit_key(h.source.doc_id, h.source.paragraph) for h in hits if h.source.doc_id != own_doc]
+        for answerable, unit in [(True, own), *((False, u) for u in elsewhere[:1])]:
+            handed = gold_hits(index, dataset, replace(question, gold=(unit,)), query_vector, vectors, units, passages)
+            add("given", number, question, answerable, reader, hits=handed[:READ_PASSAGES], embedder=index.embedder)
         if number % 50 == 0:
-            print(f"{number}/{len(questions)} questions, {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return rows, f1s, groups
+            print(f"{number}/{len(sample)} questions, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

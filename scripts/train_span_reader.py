@@ -58,6 +58,22 @@ FORMAT_VERSION = 1
 MAX_ANSWER_TOKENS = 30
 
 
+def validation_articles(articles: Sequence[int], count: int, fold: str | None = None) -> set[int]:
+    """The tune articles held out of training: with ``fold`` "K/N", articles K, K+N, K+2N, ... of
+    the list (N readers, each trained without one fold, have every article out of fold once);
+    else ``count`` of them spread over the list, so the slice is not one kind of article."""
+    if fold is None:
+        step = max(1, len(articles) // max(1, count))
+        return set(articles[step // 2 :: step][:count])
+    try:
+        k, n = (int(part) for part in fold.split("/"))
+    except ValueError:
+        raise SystemExit(f"--fold wants K/N, e.g. 0/2; got {fold!r}") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--fold K/N needs 0 <= K < N; got {fold!r}")
+    return set(articles[k::n])
+
+
 def _clean(text: str) -> str:
     return " ".join(text.split())
 
@@ -293,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="share of training questions also paired with another paragraph of their article, labelled no-answer",
     )
     parser.add_argument("--val-articles", type=int, default=3, help="tune articles held out of training for validation")
+    parser.add_argument(
+        "--fold",
+        metavar="K/N",
+        help="cross-fitting: hold out tune articles K, K+N, K+2N, ... instead of --val-articles; they validate, "
+        "and scripts/fit_no_answer.py --folds reads them with this reader (out of fold)",
+    )
     parser.add_argument("--train-questions", type=int, help="train on a seeded sample of N training questions")
     parser.add_argument("--val-questions", type=int, help="validate on only the first N validation questions")
     parser.add_argument("--evals-per-epoch", type=int, default=2)
@@ -327,9 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = find_data(SQUAD_FILE, args.data)
     tune, held, titles = load_examples(data)
     tune_articles = sorted({e.article for e in tune})
-    # Spread over the list so the validation slice is not one kind of article.
-    step = max(1, len(tune_articles) // max(1, args.val_articles))
-    val_articles = set(tune_articles[step // 2 :: step][: args.val_articles])
+    val_articles = validation_articles(tune_articles, args.val_articles, args.fold)
     train = [e for e in tune if e.article not in val_articles]
     val = [e for e in tune if e.article in val_articles]
     if args.train_questions is not None and args.train_questions < len(train):
@@ -404,7 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "training": {
                 "data": SQUAD_FILE,
                 "data_sha256": sha256_file(data),
-                "split": "tune articles minus the validation articles",
+                "split": f"tune articles minus fold {args.fold} (its validation articles)"
+                if args.fold
+                else "tune articles minus the validation articles",
                 "validation_articles": [titles[a] for a in sorted(val_articles)],
                 "train_questions": len(train),
                 "train_windows": len(train_f),

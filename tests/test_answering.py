@@ -80,6 +80,32 @@ def test_read_given_passages_and_confidence_order(seed_index) -> None:  # type: 
     assert read(QUESTION, []).text is None
 
 
+def test_read_a_handed_paragraph_answers_from_it_or_says_it_is_silent(seed_index) -> None:  # type: ignore[no-untyped-def]
+    """`read` uses the confidence fitted for passages handed over; `ask` the one for search results."""
+    from qa.answering import confidence, no_answer_threshold, read
+    from qa.errors import InputError
+
+    passages = list(seed_index.passages)
+    aide = next(p for p in passages if "Aliyev aide Hikmet Hajiyev" in p.text)
+    elsewhere = next(p for p in passages if "Begin-Sadat" in p.text)
+
+    def handed(p):  # type: ignore[no-untyped-def]
+        return [qa.Hit(1, 1.0, p.text, p.passage_id, p.source)]
+
+    question = "Who is Aliyev's aide?"
+    answer = read(question, handed(aide))
+    assert answer.text == "Hikmet Hajiyev" and answer.confidence >= no_answer_threshold("given")
+    assert answer.evidence[0].passage_id == aide.passage_id
+    silent = read(question, handed(elsewhere))
+    assert silent.text is None and silent.confidence < no_answer_threshold("given")
+    # Two fitted models, not one: the same candidate is judged differently in each setting.
+    features = {"span": 0.6, "cosine": 0.3, "max_cosine": 0.3, "coverage": 0.3, "sentence_coverage": 0.3,
+                "passage_rank": 1.0, "words": 0.2}  # fmt: skip
+    assert confidence(features, "given") != pytest.approx(confidence(features, "retrieved"), abs=1e-3)
+    with pytest.raises(InputError, match="setting"):
+        read(question, handed(aide), setting="handed")
+
+
 def test_cli_ask_says_plainly_when_there_is_no_answer(seed_index, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     from qa.cli import main
 
@@ -112,7 +138,7 @@ def test_ask_embeds_only_the_question(seed_index, monkeypatch: pytest.MonkeyPatc
     from qa import span_reader
 
     monkeypatch.setattr(span_reader, "_default", None)  # a fresh reader: nothing read yet
-    scratch = read(question, seed_index.search(question, k=5))
+    scratch = read(question, seed_index.search(question, k=5), setting="retrieved")
     assert scratch.text == answer.text
     assert scratch.confidence == pytest.approx(answer.confidence, abs=0.02)
 

@@ -63,6 +63,17 @@ def test_distractor_paragraphs_are_labelled_no_answer() -> None:
     assert windows and all(w["start"] == w["end"] == 0 for w in windows)
 
 
+def test_cross_fitting_folds_leave_every_tune_article_out_once() -> None:
+    script = _training_script()
+    articles = [1, 2, 3, 4, 6, 7, 8, 9, 11]
+    folds = [script.validation_articles(articles, 3, f"{k}/3") for k in range(3)]
+    assert set().union(*folds) == set(articles) and sum(map(len, folds)) == len(articles)
+    assert len(script.validation_articles(articles, 3)) == 3
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(SystemExit, match="--fold"):
+            script.validation_articles(articles, 3, bad)
+
+
 def test_training_smoke_run_loss_falls(tmp_path: Path) -> None:
     data = shared_data("dev-v1.1.json.zip")
     script = _training_script()
