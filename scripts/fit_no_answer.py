@@ -55,7 +55,16 @@ from qa.answering import (  # noqa: E402
     candidate_features,
     stored_embeddings,
 )
-from qa.evaluation import SQUAD_FILE, default_index_dir, eval_index, f1_score, find_data, load_squad, unit_key  # noqa: E402
+from qa.evaluation import (  # noqa: E402
+    SQUAD_FILE,
+    Question,
+    default_index_dir,
+    eval_index,
+    f1_score,
+    find_data,
+    load_squad,
+    unit_key,
+)
 from qa.evaluation.runner import gold_hits, rows_by_unit  # noqa: E402
 from qa.span_reader import SpanReader, default_span_reader, read_config  # noqa: E402
 
@@ -184,6 +193,11 @@ def fit(rows: list[list[float]], f1s: list[float], groups: list[tuple[int, bool]
     }
 
 
+def _article(question: Question) -> str:
+    """The doc id of the article a SQuAD question was asked on (its gold is ``doc_id#paragraph``)."""
+    return question.gold[0].rsplit("#", 1)[0]
+
+
 def plan_readers(folds: list[str] | None, validation_only: bool) -> list[tuple[set[str] | None, SpanReader]]:
     """(articles whose questions it reads, or None for all tune articles; the reader) pairs."""
     if folds:
@@ -201,16 +215,16 @@ def collect(
 ) -> dict[str, Rows]:
     """Features and answer F1 of every candidate, per setting, for ``n`` tune questions split over ``readers``."""
     dataset = load_squad(data, split="tune")
-    sample: list[tuple[Any, SpanReader]] = []
+    sample: list[tuple[Question, SpanReader]] = []
     for articles, reader in readers:
-        questions = [q for q in dataset.questions if articles is None or q.gold[0].rsplit("#", 1)[0] in articles]
+        questions = [q for q in dataset.questions if articles is None or _article(q) in articles]
         picked = random.Random(0).sample(questions, min(n // len(readers), len(questions)))
         sample += [(q, reader) for q in picked]
     if corpus_articles is None:
         index = eval_index(dataset, index_dir=default_index_dir("squad", "all-MiniLM-L6-v2"), progress=True)
     else:
-        asked = {q.gold[0].rsplit("#", 1)[0] for q, _ in sample}
-        tune = {q.gold[0].rsplit("#", 1)[0] for q in dataset.questions}
+        asked = {_article(q) for q, _ in sample}
+        tune = {_article(q) for q in dataset.questions}
         others = [a.doc_id for a in dataset.articles or () if a.doc_id in tune and a.doc_id not in asked]
         keep = asked | set(others[:corpus_articles])
         small = replace(dataset, articles=tuple(a for a in dataset.articles or () if a.doc_id in keep))
@@ -223,7 +237,7 @@ def collect(
     query_vectors = index.embed_queries([q.text for q, _ in sample])
     out: dict[str, Rows] = {s: ([], [], []) for s in SETTINGS}
 
-    def add(setting: str, number: int, question: Any, answerable: bool, reader: SpanReader, **read: Any) -> None:
+    def add(setting: str, number: int, question: Question, answerable: bool, reader: SpanReader, **read: Any) -> None:
         rows, f1s, groups = out[setting]
         for span, features in candidate_features(question.text, reader=reader, **read):
             rows.append([features[name] for name in FEATURES])
@@ -232,7 +246,7 @@ def collect(
 
     started = time.perf_counter()
     for number, ((question, reader), query_vector) in enumerate(zip(sample, query_vectors, strict=True)):
-        own_doc = question.gold[0].rsplit("#", 1)[0]
+        own_doc = _article(question)
         hits = index.search(question.text, k=40)
         for answerable in (True, False):
             pool = hits if answerable else [h for h in hits if h.source.doc_id != own_doc]
