@@ -96,6 +96,9 @@ class Example:
     answer_start: int  # character offset into the cleaned context
     answer_text: str
     answers: tuple[str, ...]
+    # Every annotator's (start, end) in the cleaned context, the first one first (SQuAD dev has
+    # up to 5 answers per question, often the same words with other edges).
+    spans: tuple[tuple[int, int], ...] = ()
 
 
 def load_examples(path: Path) -> tuple[list[Example], list[Example], list[str]]:
@@ -122,7 +125,13 @@ def load_examples(path: Path) -> tuple[list[Example], list[Example], list[str]]:
                         continue
                     start = found
                 answers = tuple(dict.fromkeys(a["text"] for a in q["answers"]))
-                ex = Example(q["id"], position, q["question"].strip(), context, start, text, answers)
+                spans = [(start, start + len(text))]
+                for other in q["answers"][1:]:
+                    t = _clean(other["text"])
+                    at = _clean_offset(raw, other["answer_start"])
+                    if t and context[at : at + len(t)] == t and (at, at + len(t)) not in spans:
+                        spans.append((at, at + len(t)))
+                ex = Example(q["id"], position, q["question"].strip(), context, start, text, answers, tuple(spans))
                 if q["id"] in tune_ids:
                     tune.append(ex)
                 elif q["id"] in held_ids:
@@ -137,8 +146,14 @@ def base_model_dir() -> Path:
 
 
 
-def featurize(tokenizer: Any, examples: Sequence[Example], max_length: int, stride: int) -> list[dict[str, Any]]:
-    """Windows of question + context; each labelled with the answer's token span, or (0, 0) if cut off."""
+def featurize(
+    tokenizer: Any, examples: Sequence[Example], max_length: int, stride: int, all_answers: bool = False
+) -> list[dict[str, Any]]:
+    """Windows of question + context; each labelled with the answer's token span, or (0, 0) if cut off.
+
+    ``starts``/``ends``: the start and end tokens of every answer span inside the window (with
+    ``all_answers``, every annotator's; else only the first), or [0] (no answer) when none is.
+    """
     if not examples:
         return []
     enc = tokenizer(
@@ -155,18 +170,24 @@ def featurize(tokenizer: Any, examples: Sequence[Example], max_length: int, stri
         ex = examples[sample]
         seq = enc.sequence_ids(i)
         offsets = enc["offset_mapping"][i]
-        a0, a1 = ex.answer_start, ex.answer_start + len(ex.answer_text)
         ctx = [t for t, s in enumerate(seq) if s == 1]
-        start_tok = end_tok = 0
-        if ctx and offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
-            start_tok = next(t for t in ctx if offsets[t][1] > a0)
-            end_tok = next(t for t in reversed(ctx) if offsets[t][0] < a1)
+        first = (ex.answer_start, ex.answer_start + len(ex.answer_text))
+        golds = (ex.spans if all_answers else ex.spans[:1]) or (first,)
+        inside = []
+        for a0, a1 in golds if ex.answer_start >= 0 else ():  # a distractor (answer_start -1) has none
+            if ctx and offsets[ctx[0]][0] <= a0 and offsets[ctx[-1]][1] >= a1:
+                t0 = next(t for t in ctx if offsets[t][1] > a0)
+                t1 = next(t for t in reversed(ctx) if offsets[t][0] < a1)
+                inside.append((t0, t1))
+        start_tok, end_tok = inside[0] if inside else (0, 0)
         features.append(
             {
                 "input_ids": enc["input_ids"][i],
                 "token_type_ids": enc["token_type_ids"][i],
                 "start": start_tok,
                 "end": end_tok,
+                "starts": sorted({a for a, _ in inside}) or [0],
+                "ends": sorted({b for _, b in inside}) or [0],
                 "sample": sample,
                 "context_tokens": ctx,
                 "offsets": [tuple(o) for o in offsets],
@@ -203,13 +224,35 @@ def collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ids[row, :n] = torch.tensor(f["input_ids"])
         types[row, :n] = torch.tensor(f["token_type_ids"])
         mask[row, :n] = 1
+    starts = torch.zeros_like(ids, dtype=torch.bool)
+    ends = torch.zeros_like(starts)
+    for row, f in enumerate(batch):
+        starts[row, f.get("starts", [f["start"]])] = True
+        ends[row, f.get("ends", [f["end"]])] = True
     return {
         "input_ids": ids,
         "token_type_ids": types,
         "attention_mask": mask,
         "start_positions": torch.tensor([f["start"] for f in batch]),
         "end_positions": torch.tensor([f["end"] for f in batch]),
+        "start_targets": starts,
+        "end_targets": ends,
     }
+
+
+def any_answer_loss(start_logits: Any, end_logits: Any, inputs: dict[str, Any]) -> Any:
+    """-log P(start is one of the annotators' starts) - log P(end is one of their ends), halved.
+
+    With one answer per window this is BERT's cross-entropy (over real tokens only); with several,
+    it lets the head spread its mass over the edges annotators chose, rather than one of them.
+    """
+    mask = inputs["attention_mask"].bool()
+    total = 0.0
+    for logits, targets in ((start_logits, inputs["start_targets"]), (end_logits, inputs["end_targets"])):
+        logits = logits.float().masked_fill(~mask, float("-inf"))
+        gold = logits.masked_fill(~targets, float("-inf"))
+        total = total + (logits.logsumexp(-1) - gold.logsumexp(-1)).mean()
+    return total / 2
 
 
 def length_grouped_batches(features: Sequence[dict[str, Any]], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -308,6 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0.0,
         help="share of training questions also paired with another paragraph of their article, labelled no-answer",
     )
+    parser.add_argument(
+        "--all-answers",
+        action="store_true",
+        help="learn from every annotator's answer span (SQuAD dev has up to 5), not only the first",
+    )
     parser.add_argument("--val-articles", type=int, default=3, help="tune articles held out of training for validation")
     parser.add_argument(
         "--fold",
@@ -360,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         val = val[: args.val_questions]
     base = base_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(base))
-    train_f = featurize(tokenizer, train, args.max_length, args.stride)
+    train_f = featurize(tokenizer, train, args.max_length, args.stride, args.all_answers)
     # Windows without the answer teach the head that a passage can lack it, but most of the
     # answer is in the windows that hold it: keep a seeded share of the others to save time.
     keep_rng = random.Random(args.seed)
@@ -440,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "negatives": args.negatives,
                 "distractors": args.distractors,
                 "distractor_paragraphs": len(distractors),
+                "all_answers": args.all_answers,
                 "freeze_layers": args.freeze_layers,
                 "bf16": args.bf16,
                 "threads": args.threads,
@@ -474,7 +523,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             inputs = collate([train_f[i] for i in batch])
             # bf16 matmuls (this CPU has AVX512-BF16), fp32 master weights and optimizer.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-                loss = model(**inputs).loss
+                if args.all_answers:
+                    result = model(**{k: inputs[k] for k in ("input_ids", "token_type_ids", "attention_mask")})
+                    loss = any_answer_loss(result.start_logits, result.end_logits, inputs)
+                else:
+                    loss = model(**{k: v for k, v in inputs.items() if not k.endswith("_targets")}).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], 1.0)
             optimizer.step()

@@ -214,3 +214,29 @@ def test_seed_mediator_answer_and_the_other_as_first_alternative(seed_index) -> 
         assert first in ("Hikmet Hajiyev", "Hajiyev"), [a.text for a in answer.alternatives]
     else:
         assert first == "Azerbaijan", [a.text for a in answer.alternatives]
+
+
+def test_every_annotators_answer_is_a_target() -> None:
+    """--all-answers labels each annotator's span; with one answer its loss is BERT's cross-entropy."""
+    import torch
+    from transformers import AutoTokenizer
+
+    script = _training_script()
+    aide = next(p for p in _seed_paragraphs() if "aide Hikmet Hajiyev" in p)
+    full, short = aide.index("Hikmet Hajiyev"), aide.index("Hajiyev arrived")
+    example = script.Example(
+        "q", 0, "Who is Aliyev's aide?", aide, full, "Hikmet Hajiyev", ("Hikmet Hajiyev", "Hajiyev"),
+        ((full, full + 14), (short, short + 7)),
+    )  # fmt: skip
+    tokenizer = AutoTokenizer.from_pretrained(str(script.base_model_dir()))
+    (first,) = script.featurize(tokenizer, [example], 160, 48)
+    (both,) = script.featurize(tokenizer, [example], 160, 48, all_answers=True)
+    assert (first["start"], first["end"]) == (both["start"], both["end"])
+    assert first["starts"] == [first["start"]] and len(both["starts"]) == 2 and both["ends"] == first["ends"]
+    batch = script.collate([first])
+    torch.manual_seed(0)
+    starts, ends = torch.randn(1, len(first["input_ids"])), torch.randn(1, len(first["input_ids"]))
+    ce = torch.nn.functional.cross_entropy
+    expected = (ce(starts, batch["start_positions"]) + ce(ends, batch["end_positions"])) / 2
+    assert float(script.any_answer_loss(starts, ends, batch)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(script.any_answer_loss(starts, ends, script.collate([both]))) < float(expected)
