@@ -14,7 +14,8 @@ below its threshold `Answer.text` is None. There is one model for passages found
 taken to be about the question, so a weak match with it is less of a sign that it is silent.
 
 Alternatives are other spans of the kind of answer the question asks for (a name for
-"who", a date for "when", a number for "how many"), never one the question already names.
+"who", a date for "when", a number for "how many"), never one the question already names
+(or abbreviates), nor one that only repeats a better one with words of the question.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from qa.coreference import Resolved, resolve_pronouns
 from qa.embedding import Embedder, get_embedder
 from qa.retrieval import Hit
-from qa.text import normalize_answer
+from qa.text import FUNCTION_WORDS, base_form, normalize_answer
 
 if TYPE_CHECKING:
     from qa.reader import Reader, Span
@@ -170,14 +172,13 @@ def no_answer_threshold(setting: str = "retrieved") -> float:
     return float(_calibration(setting)["threshold"])
 
 
-# Question words say what kind of answer is wanted, not what the passage must mention.
-_QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "when", "where", "why", "how"})
-
-
 def _terms(text: str) -> set[str]:
+    """The content words of ``text``, stemmed as BM25 stems them: question words ("who"), auxiliaries
+    and other `FUNCTION_WORDS` dropped, irregular past forms back to their verb ("met" → "meet")."""
     from qa.lexical import Tokenizer
 
-    return set(Tokenizer()([text])[0]) - _QUESTION_WORDS
+    words = [base_form(w) for w in Tokenizer(stem=False)([text])[0] if w not in FUNCTION_WORDS]
+    return set(Tokenizer(stopwords=False)([" ".join(words)])[0]) if words else set()
 
 
 _NUMBER_WORDS = frozenset(
@@ -236,6 +237,29 @@ def fits_type(text: str, kind: str | None, question: str = "") -> bool:
         return any(ch.isdigit() for ch in text) or bool(lower & _DATE_WORDS)
     asked = {w.lower() for w in re.findall(r"[^\W_]+", question)}
     return any(w[0].isupper() and w.lower() not in asked for w in words)
+
+
+_PERSON_QUESTION = re.compile(r"\b(who|whom|whose)\b")
+_ACRONYM = re.compile(r"[A-Z][A-Z0-9&.\-]*[A-Z0-9]")
+
+
+def _abbreviates_asked(passage: str, start: int, end: int, asked: set[str]) -> bool:
+    """Whether ``passage[start:end]`` is an acronym in brackets right after two or more words that all
+    name something the question names: "DEIK" in "president of the Turkish Foreign Economic Relations
+    Board (DEIK)" is the board the question asks about, not the person it asks for. (No answer to a
+    who-question of SQuAD's 8,046 tune questions is such an acronym; answers in brackets after question
+    words are common for other questions: dates, glosses, chemical formulas.)"""
+    if not (start > 0 and end < len(passage) and passage[start - 1] in "([" and passage[end] in ")]"):
+        return False
+    if not _ACRONYM.fullmatch(passage[start:end]):
+        return False
+    before = [t for t in (_terms(w) for w in re.findall(r"[^\W_]+", passage[: start - 1])[-8:]) if t]
+    named = 0
+    for terms in reversed(before):
+        if not terms <= asked:
+            break
+        named += 1
+    return named >= 2
 
 
 def coverage(question_terms: set[str], text: str) -> float:
@@ -324,9 +348,11 @@ def candidate_features(
         known = Embeddings(vectors[0], vectors[1:], [None] * len(hits))
     cosines = (known.passages @ known.question).astype(float)
     max_cosine = float(cosines.max())
+    # "He is playing a mediator role": the reader reads the name "he" stands for (qa.coreference).
+    resolved = [resolve_pronouns(h.text) for h in hits]
     spans = reader.read(
         question,
-        [h.text for h in hits],
+        [r.text for r in resolved],
         cosines.tolist(),
         top_n=(ALTERNATIVES + 1) * len(hits),
         per_passage=True,
@@ -334,15 +360,17 @@ def candidate_features(
         sentence_vectors=known.sentences,
     )
     asked = _terms(question)
+    person = bool(_PERSON_QUESTION.search(question.lower()))
     passage_coverage = [coverage(asked, h.text) for h in hits]
     out = []
-    for s in spans:
+    for s in (_as_written(s, resolved[s.passage_index], hits[s.passage_index].text) for s in spans):
         named = _terms(s.text)
-        if named and named <= asked:
+        passage = hits[s.passage_index].text
+        if (named and named <= asked) or (person and _abbreviates_asked(passage, s.start, s.end, asked)):
             # The question already names it: Israel is not who mediated Turkey-Israel. A gold
             # answer is wholly named in its question for 0.8% of SQuAD's tune questions.
             continue
-        sentence = hits[s.passage_index].text[s.sentence[0] : s.sentence[1]]
+        sentence = passage[s.sentence[0] : s.sentence[1]]
         features = {
             "span": s.score,
             "cosine": float(cosines[s.passage_index]),
@@ -357,6 +385,14 @@ def candidate_features(
         }
         out.append((s, features))
     return out
+
+
+def _as_written(span: Span, resolved: Resolved, passage: str) -> Span:
+    """``span`` of the text the reader read, moved to ``passage`` as written (see `qa.coreference`)."""
+    if not resolved.edits:
+        return span
+    start, end = resolved.to_original(span.start, span.end)
+    return replace(span, text=passage[start:end], start=start, end=end, sentence=resolved.to_original(*span.sentence))
 
 
 def read(
@@ -402,14 +438,20 @@ def read(
     candidates = candidate_features(question, read_hits, reader=reader, embedder=embedder, known=known)
     scored: list[tuple[float, Span]] = []
     seen: set[str] = set()
+    said: list[set[str]] = []  # the content words of each answer kept
+    asked = _terms(question)
     # Best first; an answer met in several passages keeps its most confident occurrence, and a
     # span overlapping a better one in the same passage ("crises" inside "crises between them")
-    # is that answer with other edges, not another answer.
+    # is that answer with other edges, not another answer. Nor is one that adds nothing to a
+    # better one but words of the question ("Azerbaijan and Israel" after "Azerbaijan" for
+    # "who mediated Turkey-Israel?") or that a better one holds ("30" after "30 years").
     for c, s in sorted(((confidence(f, setting), s) for s, f in candidates), key=lambda pair: -pair[0]):
         key = normalize_answer(s.text) or s.text
         overlaps = any(t.passage_index == s.passage_index and t.start < s.end and s.start < t.end for _, t in scored)
-        if key not in seen and not overlaps:
+        adds = _terms(s.text) - asked
+        if key not in seen and not overlaps and not any(adds <= words for words in said):
             seen.add(key)
+            said.append(adds)
             scored.append((c, s))
     if scored:
         # The best answer is the model's; the others must at least be the kind of thing asked for.

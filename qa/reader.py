@@ -32,7 +32,8 @@ class Span:
         end: character offset one past the answer.
         score: in [0, 1]; roughly the probability that the answer is right.
         passage_index: which of the given passages the answer comes from.
-        sentence: (start, end) of the sentence holding the answer, in the same passage.
+        sentence: (start, end) of the sentence holding the answer, in the same passage (for a
+            name read in place of "he" or "she", `qa.coreference`, the pronoun's sentence).
     """
 
     text: str

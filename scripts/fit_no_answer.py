@@ -28,7 +28,7 @@ file refits without reading the questions again.
     HF_HUB_OFFLINE=1 .venv/bin/python scripts/fit_no_answer.py --questions 1600 \
         --folds /tmp/span-fold0 /tmp/span-fold1 --features /tmp/fit-features.json
 (the fold readers: ``scripts/train_span_reader.py --out /tmp/span-fold0 --epochs 2 --distractors 0.5
---fold 0/2 --evals-per-epoch 1``, and the same with 1/2; about 17 minutes each.)
+--fold 0/2 --evals-per-epoch 1``, and the same with 1/2; 17 to 27 minutes each on 2 cores.)
 """
 
 from __future__ import annotations

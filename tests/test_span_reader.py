@@ -200,13 +200,8 @@ def test_search_returns_no_paragraph_twice(seed_index) -> None:  # type: ignore[
     assert len({(h.source.doc_id, h.source.paragraph) for h in windows}) < len(windows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13, open: the span model answers Azerbaijan, but Hikmet Hajiyev is named only through "
-    "'he is playing a mediator role', a pronoun the model does not resolve (the LightGBM reader did); "
-    "strict, so this fails loudly once a reader fixes it",
-)
 def test_seed_mediator_answer_and_the_other_as_first_alternative(seed_index) -> None:  # type: ignore[no-untyped-def]
+    """Hajiyev is the mediator only through "he is playing a mediator role" (see qa.coreference)."""
     answer = seed_index.ask(QUESTION)
     assert answer.text in ("Azerbaijan", "Hikmet Hajiyev"), answer
     first = answer.alternatives[0].text
