@@ -59,7 +59,7 @@ class Resolved:
         Inside one inserted name: that part of the mention it stands for ("Hajiyev" → the
         earlier "Hajiyev"). Across an inserted name: the same words with the pronoun.
         """
-        for (a, b), _, (m, _m_end) in self.edits:
+        for (a, b), _, (m, _) in self.edits:
             if a <= start and end <= b:
                 return m + (start - a), m + (end - a)
         return self._position(start, True), self._position(end, False)
