@@ -62,7 +62,16 @@ ALTERNATIVES = 4
 
 CALIBRATION_FILE = Path(__file__).resolve().parent / "data" / "no-answer.json"
 #: The inputs of `confidence`, in the order of `candidate_features`.
-FEATURES = ("span", "cosine", "max_cosine", "coverage", "sentence_coverage", "passage_rank", "words")
+FEATURES = (
+    "span",
+    "cosine",
+    "max_cosine",
+    "coverage",
+    "sentence_coverage",
+    "passage_rank",
+    "words",
+    "span_rank",
+)
 # Used only until scripts/fit_no_answer.py has written CALIBRATION_FILE.
 _FALLBACK_CALIBRATION: dict[str, Any] = {
     "weights": {
@@ -73,6 +82,7 @@ _FALLBACK_CALIBRATION: dict[str, Any] = {
         "sentence_coverage": 1.0,
         "passage_rank": 0.5,
         "words": 0.0,
+        "span_rank": -0.3,
     },
     "bias": -7.0,
     "threshold": 0.3,
@@ -384,7 +394,20 @@ def candidate_features(
             "words": min(len(s.text.split()), 20) / 10,
         }
         out.append((s, features))
+    # Where the reader puts the span among this question's candidates: its probability is
+    # normalised within one window, its logit compares across windows and passages. log(1 + rank
+    # by logit), 0 for the reader's best. On SQuAD tune questions read by cross-fitted readers
+    # (2-fold cross-validation of the fit) it raised the F1 of the pick from 0.594 to 0.608 over
+    # retrieved passages and from 0.673 to 0.678 in a handed paragraph.
+    logits = [_logit(s) for s, _ in out]
+    for rank, i in enumerate(sorted(range(len(out)), key=lambda i: -logits[i])):
+        out[i][1]["span_rank"] = math.log1p(rank)
     return out
+
+
+def _logit(span: Span) -> float:
+    """The span's start + end logit; for a reader without logits, its log-probability stands in."""
+    return span.logit if span.logit is not None else math.log(max(span.score, 1e-9))
 
 
 def _as_written(span: Span, resolved: Resolved, passage: str) -> Span:
@@ -393,6 +416,16 @@ def _as_written(span: Span, resolved: Resolved, passage: str) -> Span:
         return span
     start, end = resolved.to_original(span.start, span.end)
     return replace(span, text=passage[start:end], start=start, end=end, sentence=resolved.to_original(*span.sentence))
+
+
+def _appositive_of(longer: Span, shorter: Span) -> bool:
+    """Whether ``longer`` is ``shorter`` followed by a comma and more (an appositive or a clause)."""
+    return (
+        longer.passage_index == shorter.passage_index
+        and longer.start == shorter.start
+        and longer.end > shorter.end
+        and longer.text[len(shorter.text) :].startswith(",")
+    )
 
 
 def read(
@@ -440,6 +473,7 @@ def read(
     seen: set[str] = set()
     said: list[set[str]] = []  # the content words of each answer kept
     asked = _terms(question)
+    names = expected_type(question) == "name"
     # Best first; an answer met in several passages keeps its most confident occurrence, and a
     # span overlapping a better one in the same passage ("crises" inside "crises between them")
     # is that answer with other edges, not another answer. Nor is one that adds nothing to a
@@ -447,6 +481,13 @@ def read(
     # "who mediated Turkey-Israel?") or that a better one holds ("30" after "30 years").
     for c, s in sorted(((confidence(f, setting), s) for s, f in candidates), key=lambda pair: -pair[0]):
         key = normalize_answer(s.text) or s.text
+        for n, (kept_c, t) in enumerate(scored):
+            if names and _appositive_of(t, s) and key not in seen:
+                # "Azerbaijan, being Israel's and Turkey's ally" for a who-question: the name before
+                # the comma answers, what follows describes it; the name keeps the better confidence.
+                # (For every kind of question it cost 3 F1 on validation paragraphs: "Paris, France".)
+                scored[n] = (kept_c, s)
+                seen.add(key)
         overlaps = any(t.passage_index == s.passage_index and t.start < s.end and s.start < t.end for _, t in scored)
         adds = _terms(s.text) - asked
         if key not in seen and not overlaps and not any(adds <= words for words in said):

@@ -34,6 +34,9 @@ class Span:
         passage_index: which of the given passages the answer comes from.
         sentence: (start, end) of the sentence holding the answer, in the same passage (for a
             name read in place of "he" or "she", `qa.coreference`, the pronoun's sentence).
+        logit: the model's start + end logit, or None for a reader without one. Unlike
+            ``score``, which is normalised within the model's window, it compares spans across
+            the windows of a long passage.
     """
 
     text: str
@@ -42,6 +45,7 @@ class Span:
     score: float
     passage_index: int
     sentence: tuple[int, int]
+    logit: float | None = None
 
 
 class Reader(Protocol):
@@ -137,7 +141,7 @@ class TransformersReader:
 
         if not question.strip():
             raise InputError("the question is empty")
-        found: list[tuple[float, int, int, int]] = []
+        found: list[tuple[float, int, int, int, float]] = []
         for pi, text in enumerate(passages):
             if not text.strip():
                 continue
@@ -160,6 +164,7 @@ class TransformersReader:
                 out = self._model(**inputs)
             start_p = torch.softmax(out.start_logits, dim=-1).numpy()
             end_p = torch.softmax(out.end_logits, dim=-1).numpy()
+            start_l, end_l = out.start_logits.numpy(), out.end_logits.numpy()
             for w in range(len(offsets)):
                 ctx = [i for i, s in enumerate(seq_ids[w]) if s == 1]
                 if not ctx:
@@ -175,18 +180,18 @@ class TransformersReader:
                     a, b = offsets[w][lo + i][0], offsets[w][lo + j][1]
                     if prob <= 0 or b <= a:
                         continue
-                    found.append((prob, pi, int(a), int(b)))
-        found.sort(key=lambda x: -x[0])
+                    found.append((prob, pi, int(a), int(b), float(start_l[w][lo + i] + end_l[w][lo + j])))
+        found.sort(key=lambda x: -x[4])  # by logit, as `qa.span_reader.SpanReader` ranks
         spans: list[Span] = []
         seen: set[tuple[str, int]] = set()
-        for prob, pi, a, b in found:
+        for prob, pi, a, b, logit in found:
             text = passages[pi]
             key = (normalize_answer(text[a:b]) or text[a:b], pi if per_passage else -1)
             if key in seen:
                 continue
             seen.add(key)
             sentence = next(((s, e) for s, e in split_sentences(text) if s <= a < e), (0, len(text)))
-            spans.append(Span(text[a:b], a, b, min(1.0, max(0.0, prob)), pi, sentence))
+            spans.append(Span(text[a:b], a, b, min(1.0, max(0.0, prob)), pi, sentence, logit))
             if len(spans) >= top_n:
                 break
         return spans

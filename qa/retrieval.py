@@ -31,7 +31,7 @@ confidence for answers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -238,6 +238,44 @@ def one_per_paragraph(hits: Sequence[Hit]) -> list[Hit]:
             hit if hit.rank == len(out) + 1 else Hit(len(out) + 1, hit.score, hit.text, hit.passage_id, hit.source)
         )
     return out
+
+
+# The most whitespace two consecutive windows of one paragraph can have between them.
+_SENTENCE_GAP = 8
+
+
+def whole_paragraphs(hits: Sequence[Hit]) -> list[Hit]:
+    """Join the overlapping windows of each paragraph among ``hits`` into one hit holding them all.
+
+    For a reader handed "this paragraph": it then reads the paragraph as one passage, so its spans
+    compare across what were window boundaries. Each joined hit takes the rank, score and id of
+    its best window and the offsets of the joined text; hits are re-ranked 1, 2, … The whitespace
+    between two windows that meet at a sentence boundary becomes as many spaces, so offsets into
+    the joined text still index the source. Windows further apart (not all of a paragraph was
+    handed over), or whose text is not their offsets' span, stay as they are.
+    """
+    groups: dict[tuple[str, int], list[Hit]] = {}
+    for hit in hits:
+        groups.setdefault((hit.source.doc_id, hit.source.paragraph), []).append(hit)
+    out: list[Hit] = []
+    for group in groups.values():
+        best = group[0]
+        parts = sorted(group, key=lambda h: h.source.char_start)
+        text, end = parts[0].text, parts[0].source.char_end
+        joinable = all(len(h.text) == h.source.char_end - h.source.char_start for h in parts)
+        for part in parts[1:]:
+            if not joinable or part.source.char_start > end + _SENTENCE_GAP:
+                joinable = False
+                break
+            text += " " * (part.source.char_start - end) + part.text[max(0, end - part.source.char_start) :]
+            end = max(end, part.source.char_end)
+        if not joinable or len(parts) == 1:
+            out.extend(group)
+            continue
+        source = replace(best.source, char_start=parts[0].source.char_start, char_end=end)
+        out.append(Hit(best.rank, best.score, text, best.passage_id, source))
+    out.sort(key=lambda h: h.rank)
+    return [Hit(rank, h.score, h.text, h.passage_id, h.source) for rank, h in enumerate(out, start=1)]
 
 
 def _ranked(

@@ -47,7 +47,10 @@ READER_THREADS_ENV = "QA_READER_THREADS"
 SPAN_READER_ENV = "QA_SPAN_READER"
 # A question longer than this (in word pieces) is cut: the window must keep room for the passage.
 MAX_QUESTION_TOKENS = 64
-_RETRAIN = "re-create it with: python scripts/train_span_reader.py --out qa/data/span-reader"
+_RETRAIN = (
+    "reinstall qa (in a clone: `git checkout qa/data/span-reader`) or re-create it with scripts/train_span_reader.py "
+    "and scripts/soup_span_readers.py (the commands are in scripts/soup_span_readers.py)"
+)
 
 
 def read_config(folder: str | Path = ARTEFACT_DIR) -> dict[str, Any]:
@@ -306,7 +309,7 @@ class SpanReader:
     def passage_spans(
         self, question: str, passages: Sequence[str], n_best: int | None = None
     ) -> list[list[PassageSpan]]:
-        """The ``n_best`` best distinct spans of each passage, best first (one list per passage).
+        """The ``n_best`` best distinct spans of each passage, best (highest logit) first, one list per passage.
 
         Raises:
             InputError: the question is empty.
@@ -343,10 +346,13 @@ class SpanReader:
                 if b <= a:
                     continue
                 key = (a, b)
-                if key not in found[pi] or found[pi][key].probability < prob:
+                if key not in found[pi] or found[pi][key].logit < logit:
                     found[pi][key] = PassageSpan(pi, a, b, logit, prob, null)
+        # Best by logit, as BERT's SQuAD decoding ranks spans over a long passage's windows: a
+        # probability is normalised within its window, so the same span scores lower in a window
+        # with more competitors. Picking by logit gained 2.2 F1 on whole validation paragraphs.
         for pi, spans in enumerate(found):
-            out[pi] = sorted(spans.values(), key=lambda s: -s.probability)[:n_best]
+            out[pi] = sorted(spans.values(), key=lambda s: -s.logit)[:n_best]
         return out
 
     def read(
@@ -371,15 +377,15 @@ class SpanReader:
             question_vector, sentence_vectors: unused.
 
         Returns:
-            Up to ``top_n`` spans; ``score`` is the span's probability within its window,
-            against every other span and "no answer" (not calibrated; `qa.answering` is).
+            Up to ``top_n`` spans, highest logit first; ``score`` is the span's probability within
+            its window, against every other span and "no answer" (not calibrated; `qa.answering` is).
 
         Raises:
             InputError: the question is empty.
         """
         per = max(self._n_best, top_n if per_passage else 1)
         candidates = [s for spans in self.passage_spans(question, passages, per) for s in spans]
-        candidates.sort(key=lambda s: -s.probability)
+        candidates.sort(key=lambda s: -s.logit)
         result: list[Span] = []
         seen: set[tuple[str, int]] = set()
         sentences = [split_sentences(p) for p in passages]
@@ -397,7 +403,9 @@ class SpanReader:
                 continue
             seen.add(key)
             result.append(
-                Span(text, s.start, s.end, float(min(1.0, max(0.0, s.probability))), s.passage_index, sentence)
+                Span(
+                    text, s.start, s.end, float(min(1.0, max(0.0, s.probability))), s.passage_index, sentence, s.logit
+                )
             )
             if len(result) >= top_n:
                 break

@@ -81,6 +81,20 @@ def test_read_given_passages_and_confidence_order(seed_index) -> None:  # type: 
     assert read(QUESTION, []).text is None
 
 
+def test_candidates_know_where_they_stand_among_the_questions_spans(seed_index) -> None:  # type: ignore[no-untyped-def]
+    from qa.answering import FEATURES, candidate_features
+
+    hits = seed_index.search(QUESTION, k=5)
+    candidates = candidate_features(QUESTION, hits)
+    assert len(candidates) >= 3
+    assert all(set(features) == set(FEATURES) for _, features in candidates)
+    spans = [s for s, _ in candidates]
+    assert all(s.logit is not None for s in spans)
+    # span_rank: log(1 + rank by logit), 0 for the reader's best, rising down the list.
+    ranked = [features["span_rank"] for _, features in sorted(candidates, key=lambda c: -(c[0].logit or 0.0))]
+    assert ranked[0] == 0.0 and ranked == sorted(ranked) and ranked[-1] == pytest.approx(np.log1p(len(ranked) - 1))
+
+
 def test_read_a_handed_paragraph_answers_from_it_or_says_it_is_silent(seed_index) -> None:  # type: ignore[no-untyped-def]
     """`read` uses the confidence fitted for passages handed over; `ask` the one for search results."""
     from qa.answering import confidence, no_answer_threshold, read
@@ -101,7 +115,7 @@ def test_read_a_handed_paragraph_answers_from_it_or_says_it_is_silent(seed_index
     assert silent.text is None and silent.confidence < no_answer_threshold("given")
     # Two fitted models, not one: the same candidate is judged differently in each setting.
     features = {"span": 0.6, "cosine": 0.3, "max_cosine": 0.3, "coverage": 0.3, "sentence_coverage": 0.3,
-                "passage_rank": 1.0, "words": 0.2}  # fmt: skip
+                "passage_rank": 1.0, "words": 0.2, "span_rank": 0.0}  # fmt: skip
     assert confidence(features, "given") != pytest.approx(confidence(features, "retrieved"), abs=1e-3)
     with pytest.raises(InputError, match="setting"):
         read(question, handed(aide), setting="handed")

@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa.errors import ModelNotFoundError
@@ -25,13 +26,17 @@ def _seed_paragraphs() -> list[str]:
     return [line for line in SEED.read_text(encoding="utf-8").splitlines()[5:] if line.strip()]
 
 
-def _training_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("train_span_reader", ROOT / "scripts" / "train_span_reader.py")
+def _script(name: str):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["train_span_reader"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def _training_script():  # type: ignore[no-untyped-def]
+    return _script("train_span_reader")
 
 
 def test_distractor_paragraphs_are_labelled_no_answer() -> None:
@@ -74,15 +79,21 @@ def test_cross_fitting_folds_leave_every_tune_article_out_once() -> None:
             script.validation_articles(articles, 3, bad)
 
 
-def test_training_smoke_run_loss_falls(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def smoke_reader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reader from a seconds-long training run (shared by the tests that need one)."""
     data = shared_data("dev-v1.1.json.zip")
-    script = _training_script()
-    out = tmp_path / "reader"
+    out = tmp_path_factory.mktemp("smoke") / "reader"
     # 8 questions seen 4 times with a high learning rate: seconds, and the loss must fall.
     args = ["--data", str(data), "--out", str(out), "--train-questions", "8", "--val-questions", "4"]
     args += ["--epochs", "4", "--batch-size", "4", "--max-length", "96", "--lr", "5e-4", "--warmup", "0"]
     args += ["--negatives", "0", "--freeze-layers", "4", "--log-every", "1", "--evals-per-epoch", "1"]
-    assert script.main(args) == 0
+    assert _training_script().main(args) == 0
+    return out
+
+
+def test_training_smoke_run_loss_falls(smoke_reader: Path) -> None:
+    out = smoke_reader
     config = json.loads((out / "config.json").read_text())
     losses = [loss for _, loss in config["training"]["loss_log"]]
     assert len(losses) >= 8
@@ -97,6 +108,35 @@ def test_training_smoke_run_loss_falls(tmp_path: Path) -> None:
         names = set(f.keys())
     assert "qa_outputs.weight" in names
     assert not any(".embeddings." in n or ".layer.0." in n for n in names)
+
+
+def test_soup_averages_readers_of_one_recipe_family(smoke_reader: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from qa.integrity import sha256_file
+
+    data = shared_data("dev-v1.1.json.zip")
+    a, b, out = smoke_reader, tmp_path / "b", tmp_path / "soup"
+    # A second reader of the same recipe family: the first with other weights.
+    shutil.copytree(a, b)
+    save_file({k: (v.float() * 0.5).half() for k, v in load_file(str(a / "weights.safetensors")).items()},
+              str(b / "weights.safetensors"))  # fmt: skip
+    config_b = json.loads((b / "config.json").read_text())
+    (b / "config.json").write_text(json.dumps({**config_b, "weights_sha256": sha256_file(b / "weights.safetensors")}))
+    soup = _script("soup_span_readers")
+    assert soup.main([str(a), str(b), "--out", str(out), "--data", str(data), "--val-questions", "4"]) == 0
+    verify_artefact(out)
+    config = read_config(out)
+    assert len(config["soup"]) == 2 and config["training"]["validation_articles"]
+    assert config["training"]["validation"][0]["at"] == "soup"
+    ta, ts = load_file(str(a / "weights.safetensors")), load_file(str(out / "weights.safetensors"))
+    assert set(ts) == set(ta) and "qa_outputs.weight" in ts
+    for name in ts:  # the mean of w and w/2
+        np.testing.assert_allclose(ts[name].float().numpy(), 0.75 * ta[name].float().numpy(), rtol=2e-3, atol=1e-4)
+    # Readers that read other windows do not average.
+    (b / "config.json").write_text(json.dumps({**config_b, "max_length": 64}))
+    with pytest.raises(SystemExit, match="max_length"):
+        soup.main([str(a), str(b), "--out", str(tmp_path / "bad"), "--data", str(data)])
 
 
 def test_training_split_never_holds_heldout_articles() -> None:
@@ -182,10 +222,13 @@ def test_passage_spans_n_best_and_long_passages() -> None:
     assert len(per_passage) == 3 and per_passage[1] == []
     best = per_passage[0]
     assert 1 <= len(best) <= 3
-    assert best == sorted(best, key=lambda s: -s.probability)
+    # Ranked by logit: a probability is normalised within its window, a logit compares across windows.
+    assert best == sorted(best, key=lambda s: -s.logit)
     # The answer sits past the first window: found by a later, overlapping one.
-    assert "Begin-Sadat Center" in long_passage[best[0].start : best[0].end]
-    assert best[0].start > 700
+    name = long_passage.index("Begin-Sadat Center for Strategic Studies")
+    assert name > 700
+    assert name <= best[0].start < best[0].end <= name + len("Begin-Sadat Center for Strategic Studies")
+    assert any(long_passage[s.start : s.end].startswith("Begin-Sadat Center") for s in best)
     assert all(0.0 <= s.probability <= 1.0 and 0.0 <= s.null_probability <= 1.0 for s in best)
 
 
@@ -235,3 +278,30 @@ def test_every_annotators_answer_is_a_target() -> None:
     expected = (ce(starts, batch["start_positions"]) + ce(ends, batch["end_positions"])) / 2
     assert float(script.any_answer_loss(starts, ends, batch)) == pytest.approx(float(expected), rel=1e-5)
     assert float(script.any_answer_loss(starts, ends, script.collate([both]))) < float(expected)
+
+
+def test_whole_paragraphs_joins_a_paragraphs_windows_back_into_its_text(seed_index) -> None:  # type: ignore[no-untyped-def]
+    from collections import Counter
+    from dataclasses import replace
+
+    from qa.retrieval import whole_paragraphs
+
+    windows = seed_index.search(QUESTION, k=30, mode="dense", per_paragraph=False)
+    counts = Counter((h.source.doc_id, h.source.paragraph) for h in windows)
+    split = next(key for key, n in counts.items() if n > 1)  # the seed's one paragraph of two windows
+    joined = whole_paragraphs(windows)
+    assert [h.rank for h in joined] == list(range(1, len(joined) + 1))
+    assert len(joined) == len(counts)  # one hit per paragraph
+    whole = next(h for h in joined if (h.source.doc_id, h.source.paragraph) == split)
+    parts = [h for h in windows if (h.source.doc_id, h.source.paragraph) == split]
+    assert whole.passage_id == parts[0].passage_id and whole.score == parts[0].score  # its best window's
+    text = Path(whole.source.path).read_text(encoding="utf-8")
+    # The offsets still index the file: only the whitespace between windows is spaces.
+    assert " ".join(whole.text.split()) == " ".join(text[whole.source.char_start : whole.source.char_end].split())
+    assert len(whole.text) == whole.source.char_end - whole.source.char_start
+    assert all(p.text in whole.text for p in parts)
+    # Windows that do not meet (the first 20 characters of one, and the other) are not joined.
+    first, last = sorted(parts, key=lambda h: h.source.char_start)
+    start = first.source.char_start
+    cut = replace(first, text=first.text[:20], source=replace(first.source, char_start=start, char_end=start + 20))
+    assert len(whole_paragraphs([cut, last])) == 2

@@ -348,13 +348,15 @@ def gold_hits(
 
 
 def evaluate_reader(index: Index, dataset: Dataset) -> AnswerResult | None:
-    """Given-paragraph EM/F1: the reader (`qa.answering.read`) handed only the gold paragraph's passages.
+    """Given-paragraph EM/F1: the reader (`qa.answering.read`) handed only the gold paragraph, its
+    windows joined into one passage (`qa.retrieval.whole_paragraphs`).
 
     Returns None when `qa.answering` has no ``read(question, hits)`` entry point.
     """
     import inspect
 
     from qa import answering
+    from qa.retrieval import whole_paragraphs
 
     read = getattr(answering, "read", None)
     if read is None:
@@ -370,7 +372,8 @@ def evaluate_reader(index: Index, dataset: Dataset) -> AnswerResult | None:
     units = rows_by_unit(index, dataset.unit) if dataset.gold_is_unit_key else None
     answers = []
     for q, qv in zip(questions, query_vectors, strict=True):
-        hits = gold_hits(index, dataset, q, qv, vectors, units, passages)
+        # The paragraph as one passage, as a reader handed "this paragraph" reads it.
+        hits = whole_paragraphs(gold_hits(index, dataset, q, qv, vectors, units, passages))
         answers.append(read(q.text, hits, embedder=index.embedder) if takes_embedder else read(q.text, hits))
     return _score_answers("given-paragraph", "gold", answers, questions, time.perf_counter() - started)
 
