@@ -481,13 +481,13 @@ def read(
     # "who mediated Turkey-Israel?") or that a better one holds ("30" after "30 years").
     for c, s in sorted(((confidence(f, setting), s) for s, f in candidates), key=lambda pair: -pair[0]):
         key = normalize_answer(s.text) or s.text
-        for n, (kept_c, t) in enumerate(scored):
-            if names and _appositive_of(t, s) and key not in seen:
-                # "Azerbaijan, being Israel's and Turkey's ally" for a who-question: the name before
-                # the comma answers, what follows describes it; the name keeps the better confidence.
-                # (For every kind of question it cost 3 F1 on validation paragraphs: "Paris, France".)
-                scored[n] = (kept_c, s)
-                seen.add(key)
+        described = next((n for n, (_, t) in enumerate(scored) if _appositive_of(t, s)), None) if names else None
+        if described is not None and key not in seen:
+            # "Azerbaijan, being Israel's and Turkey's ally" for a who-question: the name before
+            # the comma answers, what follows describes it; the name keeps the better confidence.
+            # (For every kind of question it cost 3 F1 on validation paragraphs: "Paris, France".)
+            scored[described] = (scored[described][0], s)
+            seen.add(key)
         overlaps = any(t.passage_index == s.passage_index and t.start < s.end and s.start < t.end for _, t in scored)
         adds = _terms(s.text) - asked
         if key not in seen and not overlaps and not any(adds <= words for words in said):

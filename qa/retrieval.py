@@ -259,23 +259,30 @@ def whole_paragraphs(hits: Sequence[Hit]) -> list[Hit]:
         groups.setdefault((hit.source.doc_id, hit.source.paragraph), []).append(hit)
     out: list[Hit] = []
     for group in groups.values():
-        best = group[0]
-        parts = sorted(group, key=lambda h: h.source.char_start)
-        text, end = parts[0].text, parts[0].source.char_end
-        joinable = all(len(h.text) == h.source.char_end - h.source.char_start for h in parts)
-        for part in parts[1:]:
-            if not joinable or part.source.char_start > end + _SENTENCE_GAP:
-                joinable = False
-                break
-            text += " " * (part.source.char_start - end) + part.text[max(0, end - part.source.char_start) :]
-            end = max(end, part.source.char_end)
-        if not joinable or len(parts) == 1:
+        joined = _join(sorted(group, key=lambda h: h.source.char_start)) if len(group) > 1 else None
+        if joined is None:
             out.extend(group)
             continue
-        source = replace(best.source, char_start=parts[0].source.char_start, char_end=end)
+        best = group[0]
+        text, start, end = joined
+        source = replace(best.source, char_start=start, char_end=end)
         out.append(Hit(best.rank, best.score, text, best.passage_id, source))
     out.sort(key=lambda h: h.rank)
     return [Hit(rank, h.score, h.text, h.passage_id, h.source) for rank, h in enumerate(out, start=1)]
+
+
+def _join(parts: Sequence[Hit]) -> tuple[str, int, int] | None:
+    """(text, start, end) of windows sorted by offset, joined; None when they cannot be."""
+    if any(len(h.text) != h.source.char_end - h.source.char_start for h in parts):
+        return None
+    text, end = parts[0].text, parts[0].source.char_end
+    for part in parts[1:]:
+        start = part.source.char_start
+        if start > end + _SENTENCE_GAP:
+            return None
+        text += " " * (start - end) + part.text[max(0, end - start) :]
+        end = max(end, part.source.char_end)
+    return text, parts[0].source.char_start, end
 
 
 def _ranked(
