@@ -325,7 +325,9 @@ def _fused(
     bm25, coverage = index.lexical_scores(query, candidates)
     sentence = index.best_sentence_scores(vector, candidates)
     signals = [dense, bm25, sentence, coverage]
-    combined = fusion.fuse_scores(signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION)
+    combined = fusion.fuse_scores(
+        signals, fusion.DEFAULT_WEIGHTS, fusion.DEFAULT_NORMALISATION, fusion.DEFAULT_MIN_SPREADS
+    )
     # Ties (e.g. a one-passage pool) fall back to the dense order, then the passage key (not the
     # row, whose meaning differs between stores).
     keys = np.array([passage_key(index.passage_at(int(r)).passage_id) for r in candidates], dtype=np.int64)

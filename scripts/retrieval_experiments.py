@@ -58,11 +58,16 @@ def pools(index: Any, dataset: ev.Dataset) -> list[dict[str, Any]]:
     return out
 
 
-def score(records: Sequence[dict[str, Any]], weights: Sequence[float]) -> dict[str, float]:
+def score(
+    records: Sequence[dict[str, Any]],
+    weights: Sequence[float],
+    min_spreads: Sequence[float] = fusion.DEFAULT_MIN_SPREADS,
+) -> dict[str, float]:
     """recall@1, recall@5 and nDCG@10 over units, for one weighting of `SIGNALS`."""
     r1 = r5 = ndcg = 0.0
     for rec in records:
-        fused = fusion.fuse_scores([rec["signals"][n] for n in SIGNALS], weights, fusion.DEFAULT_NORMALISATION)
+        signals = [rec["signals"][n] for n in SIGNALS]
+        fused = fusion.fuse_scores(signals, weights, fusion.DEFAULT_NORMALISATION, min_spreads)
         order = np.lexsort((rec["rows"], -fused))
         ranked = ev.dedupe(rec["units"][order].tolist())
         r1 += ev.recall_at_k(ranked, rec["relevant"], 1)
@@ -109,6 +114,11 @@ def main() -> int:
         rows.append((sq["r1"], weights, sq, sf))
         mark = "  <- default" if tuple(weights) == tuple(fusion.DEFAULT_WEIGHTS) else ""
         print(f"{weights!s:44} {sq['r1']:.4f}  {sq['r5']:.4f}   {sf['ndcg10']:.4f}{mark}", flush=True)
+    # The default weights with every signal z-scored as it is (no `DEFAULT_MIN_SPREADS`).
+    sq, sf = score(records["squad"], fusion.DEFAULT_WEIGHTS, (0.0,) * len(SIGNALS)), score(
+        records["scifact"], fusion.DEFAULT_WEIGHTS, (0.0,) * len(SIGNALS)
+    )
+    print(f"{'default, no least spread':44} {sq['r1']:.4f}  {sq['r5']:.4f}   {sf['ndcg10']:.4f}")
     best = max(rows, key=lambda r: r[0])
     _, weights, sq, sf = best
     print(f"best on SQuAD tune: {weights} R@1 {sq['r1']:.4f} R@5 {sq['r5']:.4f}, SciFact nDCG@10 {sf['ndcg10']:.4f}")

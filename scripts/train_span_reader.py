@@ -331,7 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="dev-v1.1.json.zip (default: found like qa eval finds it)")
     parser.add_argument("--out", default="qa/data/span-reader", help="artefact folder")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=13, help="seeds the head's initialisation, dropout and --order-seed")
+    parser.add_argument(
+        "--order-seed",
+        type=int,
+        help="seeds only the data: the order windows are read in, the negatives and distractors kept "
+        "(default: --seed); readers to be averaged share --seed (one initial head) and may differ here",
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=float, default=0.1, help="fraction of steps of linear warm-up")
@@ -394,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     t_start = time.time()
+    order_seed = args.seed if args.order_seed is None else args.order_seed
 
     data = find_data(SQUAD_FILE, args.data)
     tune, held, titles = load_examples(data)
@@ -403,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     val = [e for e in tune if e.article in val_articles]
     if args.train_questions is not None and args.train_questions < len(train):
         # A seeded sample from every training article, kept in file order.
-        keep = set(random.Random(args.seed).sample(range(len(train)), args.train_questions))
+        keep = set(random.Random(order_seed).sample(range(len(train)), args.train_questions))
         train = [e for i, e in enumerate(train) if i in keep]
     if args.val_questions is not None:
         val = val[: args.val_questions]
@@ -412,12 +419,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_f = featurize(tokenizer, train, args.max_length, args.stride, args.all_answers)
     # Windows without the answer teach the head that a passage can lack it, but most of the
     # answer is in the windows that hold it: keep a seeded share of the others to save time.
-    keep_rng = random.Random(args.seed)
+    keep_rng = random.Random(order_seed)
     train_f = [f for f in train_f if f["start"] > 0 or keep_rng.random() < args.negatives]
     # A question read against a neighbouring paragraph of its article (what retrieval also hands
     # the reader) teaches the head to say "not here" by what the text says, so a span's
     # probability against the null option means the same in every passage read.
-    distractors = _distractors(train, args.distractors, random.Random(args.seed + 1))
+    distractors = _distractors(train, args.distractors, random.Random(order_seed + 1))
     train_f += featurize(tokenizer, distractors, args.max_length, args.stride)
     val_f = featurize(tokenizer, val, args.max_length, args.stride)
     print(
@@ -440,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
     )
-    rng = random.Random(args.seed)
+    rng = random.Random(order_seed)
     epoch_batches = [length_grouped_batches(train_f, args.batch_size, rng) for _ in range(args.epochs)]
     total = sum(len(b) for b in epoch_batches)
     warm = max(1, int(args.warmup * total))
@@ -481,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "train_windows": len(train_f),
                 "validation_questions": len(val),
                 "seed": args.seed,
+                "order_seed": order_seed,
                 "epochs": args.epochs,
                 "lr": args.lr,
                 "warmup": args.warmup,

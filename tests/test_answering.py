@@ -29,6 +29,15 @@ def test_hybrid_ranks_an_answering_paragraph_first(seed_index) -> None:  # type:
     assert any(a in hits[0].text for a in ANSWERING), [h.text[:60] for h in hits]
 
 
+def test_hybrid_does_not_let_nearly_flat_cosines_outvote_bm25(seed_index) -> None:  # type: ignore[no-untyped-def]
+    """The model scores every seed paragraph 0.26-0.36 for this question; BM25 knows which one names the post."""
+    question = "Who is the Strategic Affairs Minister?"
+    dense = [h.score for h in seed_index.search(question, k=8, mode="dense")]
+    assert max(dense) - min(dense) < 0.15
+    assert "Strategic Affairs Minister Ron Dermer" in seed_index.search(question, k=1, mode="bm25")[0].text
+    assert "Strategic Affairs Minister Ron Dermer" in seed_index.search(question, k=1)[0].text
+
+
 def test_design_question_answer_evidence_and_alternative(seed_index) -> None:  # type: ignore[no-untyped-def]
     answer = seed_index.ask(QUESTION)
     assert answer.text in MEDIATORS
@@ -95,6 +104,33 @@ def test_candidates_know_where_they_stand_among_the_questions_spans(seed_index) 
     assert ranked[0] == 0.0 and ranked == sorted(ranked) and ranked[-1] == pytest.approx(np.log1p(len(ranked) - 1))
 
 
+def test_candidates_know_how_well_their_sentence_and_their_neighbours_match(seed_index) -> None:  # type: ignore[no-untyped-def]
+    """Real model: the answer's sentence matches the question better than another sentence of its paragraph."""
+    from qa.answering import candidate_features
+
+    question = "Where did Hajiyev depart to after reporting to the Azerbaijani president?"
+    candidates = {s.text: f for s, f in candidate_features(question, seed_index.search(question, k=5))}
+    ankara, jerusalem = candidates["Ankara"], candidates["Jerusalem"]  # same paragraph, two sentences
+    assert ankara["sentence_cosine"] > jerusalem["sentence_cosine"] + 0.05
+    assert ankara["sentence_cosine"] == pytest.approx(ankara["max_sentence_cosine"])
+    assert all(f["sentence_cosine"] <= f["max_sentence_cosine"] + 1e-6 for f in candidates.values())
+    # The words around the span: "Strategic Affairs Minister" stands right before Ron Dermer, but
+    # not around the longer span that swallows it.
+    question = "Who is the Strategic Affairs Minister?"
+    candidates = {s.text: f for s, f in candidate_features(question, seed_index.search(question, k=5))}
+    assert candidates["Ron Dermer"]["near_coverage"] == 1.0
+    assert candidates["Gideon Saar, Strategic Affairs Minister Ron Dermer"]["near_coverage"] < 0.5
+
+
+def test_the_words_around_a_span() -> None:
+    from qa.answering import _around
+
+    text = "one two three four five six [span] seven eight, nine ten eleven twelve"
+    start = text.index("[span]")
+    assert _around(text, start, start + 6, 5) == "two three four five six seven eight nine ten eleven"
+    assert _around(text, 0, 3, 2) == "two three"
+
+
 def test_read_a_handed_paragraph_answers_from_it_or_says_it_is_silent(seed_index) -> None:  # type: ignore[no-untyped-def]
     """`read` uses the confidence fitted for passages handed over; `ask` the one for search results."""
     from qa.answering import confidence, no_answer_threshold, read
@@ -115,7 +151,8 @@ def test_read_a_handed_paragraph_answers_from_it_or_says_it_is_silent(seed_index
     assert silent.text is None and silent.confidence < no_answer_threshold("given")
     # Two fitted models, not one: the same candidate is judged differently in each setting.
     features = {"span": 0.6, "cosine": 0.3, "max_cosine": 0.3, "coverage": 0.3, "sentence_coverage": 0.3,
-                "passage_rank": 1.0, "words": 0.2, "span_rank": 0.0}  # fmt: skip
+                "passage_rank": 1.0, "words": 0.2, "span_rank": 0.0, "sentence_cosine": 0.3,
+                "max_sentence_cosine": 0.3, "near_coverage": 0.3}  # fmt: skip
     assert confidence(features, "given") != pytest.approx(confidence(features, "retrieved"), abs=1e-3)
     with pytest.raises(InputError, match="setting"):
         read(question, handed(aide), setting="handed")

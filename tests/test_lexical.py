@@ -189,6 +189,10 @@ def test_normalise_by_hand() -> None:
     np.testing.assert_allclose(normalise(np.array([[0.0, 2.0], [5.0, 10.0]]), "minmax"), [[0, 1], [0, 1]])
     with pytest.raises(InputError, match="minmax"):
         normalise(np.ones(2), "softmax")  # type: ignore[arg-type]
+    # A least spread: scores that hardly differ stay close (0.02 apart is 0.2 of a spread of 0.1).
+    np.testing.assert_allclose(normalise(np.array([0.30, 0.32]), "zscore", min_spread=0.1), [-0.1, 0.1], rtol=1e-5)
+    np.testing.assert_allclose(normalise(np.array([0.30, 0.32]), "minmax", min_spread=0.1), [0.0, 0.2], rtol=1e-5)
+    np.testing.assert_allclose(normalise(np.array([1.0, 3.0]), "zscore", min_spread=0.1), [-1.0, 1.0], rtol=1e-6)
 
 
 def test_fuse_scores_by_hand() -> None:
@@ -200,6 +204,11 @@ def test_fuse_scores_by_hand() -> None:
         fuse_scores([dense, bm25], [1.0])
     with pytest.raises(InputError):
         fuse_scores([dense, bm25[:2]], [0.5, 0.5])
+    # With a least spread of 1 for the dense cosines, their 0.4 range counts for 0.4, not for 1.
+    fused = fuse_scores([dense, bm25], [0.4, 0.6], "minmax", min_spreads=[1.0, 0.0])
+    np.testing.assert_allclose(fused, [0.4 * 0.4, 0.4 * 0.2 + 0.6, 0.3], rtol=1e-6)
+    with pytest.raises(InputError, match="min_spreads"):
+        fuse_scores([dense, bm25], [0.4, 0.6], min_spreads=[0.1])
 
 
 def test_coverage_is_the_idf_weighted_share_of_query_terms() -> None:
