@@ -16,7 +16,8 @@ articles over all 38 tune articles; ``--span-reader-validation`` uses only the s
 
 A logistic regression maps each candidate's `qa.answering.FEATURES` (reader span score and
 logit, question–passage cosines, share of the question's words in the passage and in the
-answer's sentence, retrieval rank, length, standing among the question's spans) to
+answer's sentence, retrieval rank, length, standing among the question's spans, the answer
+sentence's cosine and the best one's, the question's words right around the span) to
 P(answer right, F1 >= 0.5); the threshold is set by SQuAD
 2.0's F1 on the mix (an answerable question scores the F1 of the answer given, or 0 if withheld;
 an unanswerable one scores 1 if withheld, else 0): the lowest threshold within one standard
@@ -30,9 +31,10 @@ file refits without reading the questions again.
         --folds /tmp/soup-fold0 /tmp/soup-fold1 --features /tmp/fit-features.json
 (the fold readers are made as the shipped one is, on half the tune articles each: for K in 0 and 1,
 ``scripts/train_span_reader.py --out /tmp/span-foldK --epochs 2 --distractors 0.5 --fold K/2
---evals-per-epoch 1 --val-questions 500``, the same with ``--all-answers --out /tmp/span-allans-foldK``,
-then ``scripts/soup_span_readers.py /tmp/span-foldK /tmp/span-allans-foldK --out /tmp/soup-foldK
---val-questions 500``; about 15 minutes per training run on 2 cores.)
+--evals-per-epoch 1 --val-questions 500``, the same with ``--all-answers --out /tmp/span-allans-foldK``
+and with ``--order-seed 14 --out /tmp/span-order14-foldK``, then ``scripts/soup_span_readers.py
+/tmp/span-foldK /tmp/span-allans-foldK /tmp/span-order14-foldK --out /tmp/soup-foldK --val-questions 500``;
+about 15 minutes per training run on 2 cores.)
 """
 
 from __future__ import annotations

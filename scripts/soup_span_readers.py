@@ -2,15 +2,18 @@
 
 Readers fine-tuned from the same base model on the same split, with different recipes, sit
 in one basin of the loss: the average of their weights reads better than either and costs
-nothing at run time (same size, same speed). The shipped reader is the soup of two runs:
+nothing at run time (same size, same speed). The shipped reader is the soup of three runs
+(they share ``--seed``, so they start from one initial head; averaging heads that started apart
+would not be an average of answers):
 
     python scripts/train_span_reader.py --out /tmp/span-a --epochs 2 --distractors 0.5
     python scripts/train_span_reader.py --out /tmp/span-b --epochs 2 --distractors 0.5 --all-answers
-    python scripts/soup_span_readers.py /tmp/span-a /tmp/span-b --out qa/data/span-reader
+    python scripts/train_span_reader.py --out /tmp/span-c --epochs 2 --distractors 0.5 --order-seed 14
+    python scripts/soup_span_readers.py /tmp/span-a /tmp/span-b /tmp/span-c --out qa/data/span-reader
 
 Validation F1 of each ingredient and of the soup, on their shared validation articles (the
-same scoring as training's): 74.7, 74.3 and the soup's in ``training.validation`` of its
-config.json. The ingredients' configs are kept under ``soup`` in that file.
+same scoring as training's): 74.5, 74.3, 74.3 and 77.1 (the first two alone: 76.0). The
+ingredients' configs are kept under ``soup`` in the soup's config.json.
 """
 
 from __future__ import annotations
