@@ -48,7 +48,7 @@ SPAN_READER_ENV = "QA_SPAN_READER"
 # A question longer than this (in word pieces) is cut: the window must keep room for the passage.
 MAX_QUESTION_TOKENS = 64
 _RETRAIN = (
-    "reinstall qa (in a clone: `git checkout qa/data/span-reader`) or re-create it: three runs of "
+    "reinstall qa (in a clone: `git checkout qa/data/span-reader`) or re-create it: two runs of "
     "scripts/train_span_reader.py, then scripts/soup_span_readers.py (the commands are in its docstring)"
 )
 

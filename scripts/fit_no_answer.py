@@ -31,10 +31,9 @@ file refits without reading the questions again.
         --folds /tmp/soup-fold0 /tmp/soup-fold1 --features /tmp/fit-features.json
 (the fold readers are made as the shipped one is, on half the tune articles each: for K in 0 and 1,
 ``scripts/train_span_reader.py --out /tmp/span-foldK --epochs 2 --distractors 0.5 --fold K/2
---evals-per-epoch 1 --val-questions 500``, the same with ``--all-answers --out /tmp/span-allans-foldK``
-and with ``--order-seed 14 --out /tmp/span-order14-foldK``, then ``scripts/soup_span_readers.py
-/tmp/span-foldK /tmp/span-allans-foldK /tmp/span-order14-foldK --out /tmp/soup-foldK --val-questions 500``;
-about 15 minutes per training run on 2 cores.)
+--evals-per-epoch 1 --val-questions 500``, the same with ``--all-answers --out /tmp/span-allans-foldK``,
+then ``scripts/soup_span_readers.py /tmp/span-foldK /tmp/span-allans-foldK --out /tmp/soup-foldK
+--val-questions 500``; about 15 minutes per training run on 2 cores.)
 """
 
 from __future__ import annotations

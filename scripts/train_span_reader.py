@@ -6,11 +6,10 @@ write a checkpoint every --save-every steps):
     python scripts/train_span_reader.py --out qa/data/span-reader --epochs 2 --distractors 0.5 --save-every 150
 That run scored validation F1 61.8 after half an epoch, 71.1 after one, 74.8 and 74.7 in the
 second (the end of epoch 2 is kept); the same with ``--all-answers`` 63.7, 69.4, 72.1 and 74.3.
-The shipped artefact is the average of the two and a third run with ``--order-seed 14`` (74.3)
-(``scripts/soup_span_readers.py``: 77.1; the commands are in its config.json). Without
-distractors (3 epochs, the previous artefact) validation F1 was the same, 74.7; the distractors
-teach the "no answer" option what a paragraph without the answer looks like, which is what the
-confidence model needs when five retrieved passages are read.
+The shipped artefact is the average of the two (``scripts/soup_span_readers.py``: 76.0; the
+commands are in its config.json). Without distractors (3 epochs, the previous artefact) validation F1 was the
+same, 74.7; the distractors teach the "no answer" option what a paragraph without the answer
+looks like, which is what the confidence model needs when five retrieved passages are read.
 Smoke run (seconds):
     python scripts/train_span_reader.py --train-questions 16 --val-questions 8 --epochs 1 \
         --batch-size 4 --max-length 128 --out /tmp/span-smoke
