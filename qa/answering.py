@@ -215,6 +215,7 @@ _NUMBER_QUESTION = re.compile(
 )
 _DATE_QUESTION = re.compile(r"\bwhen\b|\b(what|which|in what) (year|date|day|month|century|decade|era|time)\b")
 _NAME_QUESTION = re.compile(r"\b(who|whom|whose|where)\b")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def default_reader() -> Reader:
@@ -246,13 +247,13 @@ def fits_type(text: str, kind: str | None, question: str = "") -> bool:
     does not already name ("Turkey-Israel relations" names nobody new for "who mediated Turkey-Israel?")."""
     if kind is None:
         return True
-    words = re.findall(r"[^\W_]+", text)
+    words = _WORD.findall(text)
     lower = {w.lower() for w in words}
     if kind == "number":
         return any(ch.isdigit() for ch in text) or bool(lower & _NUMBER_WORDS)
     if kind == "date":
         return any(ch.isdigit() for ch in text) or bool(lower & _DATE_WORDS)
-    asked = {w.lower() for w in re.findall(r"[^\W_]+", question)}
+    asked = {w.lower() for w in _WORD.findall(question)}
     return any(w[0].isupper() and w.lower() not in asked for w in words)
 
 
@@ -270,7 +271,7 @@ def _abbreviates_asked(passage: str, start: int, end: int, asked: set[str]) -> b
         return False
     if not _ACRONYM.fullmatch(passage[start:end]):
         return False
-    before = [t for t in (_terms(w) for w in re.findall(r"[^\W_]+", passage[: start - 1])[-8:]) if t]
+    before = [t for t in (_terms(w) for w in _WORD.findall(passage[: start - 1])[-8:]) if t]
     named = 0
     for terms in reversed(before):
         if not terms <= asked:
@@ -462,9 +463,6 @@ def _cosine_at(cosines: tuple[np.ndarray, list[tuple[int, int]]], offset: int) -
     values, sentences = cosines
     at = max((i for i, (a, _) in enumerate(sentences) if a <= offset), default=0)
     return float(values[at])
-
-
-_WORD = re.compile(r"[^\W_]+")
 
 
 def _around(text: str, start: int, end: int, words: int) -> str:
